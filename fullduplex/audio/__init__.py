@@ -1,0 +1,1 @@
+"""Audio plumbing: frames and the conversation clock, WAV I/O, resampling, the recorder."""

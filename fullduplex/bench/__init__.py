@@ -1,0 +1,1 @@
+"""Benchmarks: Full-Duplex-Bench v1 scenarios and metrics, computed locally."""

@@ -1,0 +1,82 @@
+"""Typed configuration: one dataclass per component, and these class bodies are the one defaults table.
+
+Every default a user might want to change lives here, with the reason for its value. The CLI only
+overrides fields; engines and models read only their own section.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly voice assistant in a spoken conversation. "
+    "Answer in one or two short sentences of plain spoken English, with no lists or markup."
+)
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    threshold: float = 0.5         # Silero speech probability that opens speech
+    neg_threshold: float = 0.35    # and the lower one that closes it (hysteresis, as Silero's VADIterator)
+    min_speech_ms: int = 96        # three 32 ms chunks: a click or a breath is not speech
+    hangover_ms: int = 160         # gaps shorter than this stay inside one speech segment
+
+
+@dataclass(frozen=True)
+class SttConfig:
+    backend: str = "moonshine"     # "moonshine" (tiny-en, streaming) | "whisper-tiny" | "whisper-base"
+    threads: int = 1               # CPU threads for Whisper (CTranslate2); two cores are shared by every model
+    partial_interval_s: float = 0.3  # how often a streaming recogniser refreshes its partial transcript
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    backend: str = "smollm2"       # "smollm2" (llama.cpp, embedded) | "openai" (any OpenAI-compatible endpoint)
+    base_url: str = field(default_factory=lambda: os.environ.get("FULLDUPLEX_LLM_URL", "http://127.0.0.1:8080/v1"))
+    model: str = field(default_factory=lambda: os.environ.get("FULLDUPLEX_LLM_MODEL", "default"))
+    api_key: str = field(default_factory=lambda: os.environ.get("FULLDUPLEX_LLM_KEY", os.environ.get("OPENAI_API_KEY", "")), repr=False)
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_tokens: int = 60           # a spoken turn, not an essay
+    temperature: float = 0.3
+    threads: int = 1               # llama.cpp with more threads stalls beside ONNX models on 2 cores (DESIGN.md)
+    context_tokens: int = 2048
+    timeout_s: float = 10.0        # HTTP backends: connect/read timeout
+    history_turns: int = 6         # user/agent exchanges kept in the prompt
+
+
+@dataclass(frozen=True)
+class TtsConfig:
+    backend: str = "piper"         # "piper" (en_US-joe-medium) | "espeak" (robotic, ~15 ms)
+    threads: int = 1               # ONNX intra-op threads for Piper
+    length_scale: float = 1.0      # >1 speaks slower
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    silence_ms: int = 700          # the classic fixed end-of-turn threshold of VAD pipelines
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    frame_ms: int = 20             # one tick of both streams; 20 ms is Opus's and WebRTC's frame
+    tail_s: float = 6.0            # silence `simulate` appends so the agent can answer a recording that ends on speech
+    max_reply_s: float = 30.0      # bound on buffered agent audio per reply
+
+
+@dataclass(frozen=True)
+class Config:
+    vad: VadConfig = field(default_factory=VadConfig)
+    stt: SttConfig = field(default_factory=SttConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    turn: TurnConfig = field(default_factory=TurnConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def with_(self, **sections) -> "Config":
+        """``cfg.with_(turn=TurnConfig(silence_ms=500))`` or ``cfg.with_(turn={"silence_ms": 500})``."""
+        updates = {}
+        for name, value in sections.items():
+            current = getattr(self, name)
+            updates[name] = replace(current, **value) if isinstance(value, dict) else value
+        return replace(self, **updates)

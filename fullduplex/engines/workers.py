@@ -1,0 +1,80 @@
+"""Background work with bounded queues: inference never runs on the audio path.
+
+A ``Worker`` owns one thread and a job queue of fixed depth. ``submit`` never blocks: when the queue
+is full the job is refused and the caller decides. Results (or a ``JobFailed``) come back through ``results``,
+polled without blocking by ``step()``.
+``cancel()`` sets the event that running jobs check between tokens and sentences.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+Job = Callable[[threading.Event], Any]
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    """What ``poll()`` returns for a job that raised: the conversation goes on, the error is reported."""
+
+    error: BaseException
+    traceback: str
+
+
+class Worker:
+    def __init__(self, name: str, depth: int = 1) -> None:
+        self.name = name
+        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=depth)
+        self.results: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._cancel = threading.Event()
+        self.busy = False
+        self.max_depth_seen = 0
+        self._thread = threading.Thread(target=self._run, name=f"fullduplex-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> bool:
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            return False
+        self.max_depth_seen = max(self.max_depth_seen, self._jobs.qsize())
+        return True
+
+    def poll(self) -> Any | None:
+        try:
+            return self.results.get_nowait()
+        except queue.Empty:
+            return None
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            self._cancel.clear()
+            self.busy = True
+            try:
+                result = job(self._cancel)
+                if result is not None and not self._cancel.is_set():
+                    self.results.put(result)
+            except Exception as e:  # a failed turn is reported, the conversation goes on
+                self.results.put(JobFailed(e, traceback.format_exc(limit=4)))
+            finally:
+                self.busy = False
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._cancel.set()
+        while True:  # drop what never started, then ask the thread to stop
+            try:
+                self._jobs.get_nowait()
+            except queue.Empty:
+                break
+        self._jobs.put(None)
+        self._thread.join(timeout)

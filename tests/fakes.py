@@ -1,0 +1,75 @@
+"""Scripted stand-ins for timing-logic tests only (never to claim a model capability).
+
+A ``ScriptedVad`` says "speech" exactly inside the given spans, so a test knows to the chunk when
+the user stops; the other fakes answer instantly, so conversation time is pure agent logic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fullduplex.audio.frames import SAMPLE_RATE
+from fullduplex.config import Config
+from fullduplex.models.stt import Transcript
+from fullduplex.models.vad import CHUNK, CHUNK_S
+
+
+class ScriptedVad:
+    def __init__(self, spans: list[tuple[float, float]]) -> None:
+        self.spans = spans
+        self._pending = 0
+        self._chunk = 0
+
+    def push(self, audio: np.ndarray) -> list[float]:
+        self._pending += len(audio)
+        out = []
+        while self._pending >= CHUNK:
+            self._pending -= CHUNK
+            centre = (self._chunk + 0.5) * CHUNK_S
+            out.append(1.0 if any(s <= centre < e for s, e in self.spans) else 0.0)
+            self._chunk += 1
+        return out
+
+
+class InstantStt:
+    def __init__(self, text: str = "hello there") -> None:
+        self.text = text
+
+    def transcribe(self, audio):
+        return Transcript(self.text)
+
+
+class ScriptedLlm:
+    def __init__(self, reply: str = "Hi. Nice to meet you.", fail: bool = False) -> None:
+        self.reply, self.fail, self.calls = reply, fail, []
+
+    def stream(self, messages, cancel=None):
+        self.calls.append(messages)
+        if self.fail:
+            raise RuntimeError("model exploded")
+        yield from self.reply.split(" ")
+
+    def check(self):
+        pass
+
+
+class ToneTts:
+    def __init__(self, seconds: float = 1.0) -> None:
+        self.seconds = seconds
+
+    def synthesize(self, text):
+        t = np.arange(int(self.seconds * SAMPLE_RATE)) / SAMPLE_RATE
+        yield (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+class FakeStack:
+    def __init__(self, spans, llm=None, tts_seconds=1.0) -> None:
+        self.cfg = Config()
+        self.spans = spans
+        self.stt, self.llm, self.tts = InstantStt(), llm or ScriptedLlm(), ToneTts(tts_seconds)
+
+    def vad(self):
+        return ScriptedVad(self.spans)
+
+    def load_all(self):
+        pass

@@ -1,0 +1,80 @@
+"""The LLM backends: the embedded llama.cpp model streams; the HTTP backend speaks OpenAI's SSE."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from fullduplex.config import LlmConfig
+from fullduplex.errors import EndpointUnreachable
+from fullduplex.models.llm import OpenAiLlm
+
+MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What color is the sky on a clear day?"}]
+
+
+def test_smollm2_streams_an_answer(models):
+    pieces = list(models.llm.stream(MESSAGES))
+    text = "".join(pieces)
+    assert len(pieces) >= 3, "tokens arrive one by one"
+    assert "blue" in text.lower(), text  # SmolLM2-135M is weak, but this it knows
+
+
+def test_smollm2_cancel_stops_between_tokens(models):
+    cancel = threading.Event()
+    pieces = []
+    for piece in models.llm.stream([{"role": "user", "content": "Tell me a long story about a dragon."}], cancel):
+        pieces.append(piece)
+        if len(pieces) == 3:
+            cancel.set()
+    assert len(pieces) == 3
+
+
+def test_unreachable_endpoint_is_a_clear_error():
+    llm = OpenAiLlm(LlmConfig(backend="openai", base_url="http://127.0.0.1:9/v1", timeout_s=2))
+    with pytest.raises(EndpointUnreachable, match=r"cannot reach the LLM endpoint http://127.0.0.1:9/v1"):
+        llm.check()
+    with pytest.raises(EndpointUnreachable):
+        list(llm.stream(MESSAGES))
+
+
+class _SseHandler(BaseHTTPRequestHandler):
+    """A protocol peer for the client's parsing: OpenAI's chat-completions stream, as servers send it."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{"data": []}')
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append((body, self.headers.get("Authorization")))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for piece in ["Paris", " is", " the", " capital", "."]:
+            chunk = {"choices": [{"delta": {"content": piece}}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_openai_backend_streams_from_a_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SseHandler)
+    server.requests = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1"
+        llm = OpenAiLlm(LlmConfig(backend="openai", base_url=url, model="m", api_key="k", max_tokens=7))
+        llm.check()
+        assert list(llm.stream(MESSAGES)) == ["Paris", " is", " the", " capital", "."]
+        body, auth = server.requests[0]
+        assert body["stream"] is True and body["max_tokens"] == 7 and body["messages"] == MESSAGES
+        assert auth == "Bearer k"
+    finally:
+        server.shutdown()

@@ -1,0 +1,66 @@
+"""Speech-to-text on real clips with reference transcripts: word error rate under stated bounds."""
+
+from __future__ import annotations
+
+import pytest
+
+from fullduplex.config import SttConfig
+from fullduplex.models.stt import load_stt
+from fullduplex.textnorm import normalize, wer, word_errors
+
+from .conftest import read_clip, reference_text
+
+CLIPS = ["jfk", "librispeech-2412-153948-0000", "ljspeech-LJ002-0020", "ljspeech-LJ002-0035",
+         "ami-es2011a-headset-40s-46s"]
+# Pooled WER bounds over the five clips (measured: see the README's component table), with headroom.
+BOUNDS = {"moonshine": 0.25, "whisper-tiny": 0.20, "whisper-base": 0.15}
+
+
+def test_normalize_and_wer():
+    assert normalize("In 1813, Dr. Smith's well-known ...") == ["in", "eighteen", "thirteen", "dr", "smith's", "well", "known"]
+    assert wer("ask not what", "ask not what") == 0.0
+    assert word_errors("a b c d", "a x c") == (2, 4)
+
+
+def pooled_wer(stt) -> float:
+    errors = words = 0
+    for stem in CLIPS:
+        e, n = word_errors(reference_text(stem), stt.transcribe(read_clip(f"{stem}.wav")).text)
+        errors, words = errors + e, words + n
+    return errors / words
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["whisper-tiny", "whisper-base"])
+def test_whisper_wer(backend):
+    assert pooled_wer(load_stt(SttConfig(backend=backend))) <= BOUNDS[backend]
+
+
+@pytest.mark.slow
+def test_moonshine_wer(models):
+    assert pooled_wer(models.stt) <= BOUNDS["moonshine"]
+
+
+@pytest.mark.slow
+def test_moonshine_streams_partials_before_the_final(models):
+    clip = read_clip("librispeech-2412-153948-0000.wav")
+    stream = models.stt.stream()
+    partials = [p for i in range(0, len(clip), 1600) if (p := stream.push(clip[i:i + 1600])) is not None]
+    final = stream.finish()
+    assert len(partials) >= 3 and not partials[0].final and final.final
+    assert len(normalize(partials[0].text)) < len(normalize(final.text))
+    assert wer(reference_text("librispeech-2412-153948-0000"), final.text) <= 0.3
+
+
+def test_whisper_word_timestamps():
+    stt = load_stt(SttConfig(backend="whisper-tiny"))
+    words = stt.transcribe(read_clip("jfk.wav"), word_timestamps=True).words
+    assert [w.text.lower().strip(",.") for w in words[:3]] == ["and", "so", "my"]
+    assert all(a.start <= b.start for a, b in zip(words, words[1:]))
+    assert 9.5 < words[-1].end <= 11.0
+
+
+def test_unknown_backend():
+    from fullduplex.errors import UserError
+    with pytest.raises(UserError, match="unknown speech-to-text backend"):
+        load_stt(SttConfig(backend="nope"))
