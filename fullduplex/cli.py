@@ -74,6 +74,43 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_build_suite(args: argparse.Namespace) -> int:
+    from .bench.suite import build_suite
+
+    summary = build_suite(args.out, data_dir=args.data, seed=args.seed, synthetic=not args.real_only,
+                          progress=lambda msg: print(msg, file=sys.stderr))
+    print(summary)
+    return 0
+
+
+def cmd_bench_run(args: argparse.Namespace) -> int:
+    from .bench.report import report
+    from .bench.runner import run_bench
+
+    cfg = _config_from(args)
+    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+    if not agents:
+        raise UserError("--agents needs at least one agent name")
+    kinds = [k.strip() for k in args.kinds.split(",")] if args.kinds else None
+    run = run_bench(agents, args.suite, args.out, cfg, jobs=args.jobs, limit=args.limit, kinds=kinds,
+                    log=lambda msg: print(msg, file=sys.stderr))
+    print(f"ran {run.ran} scenario run(s), kept {run.skipped} finished ones, {len(run.failed)} failed, "
+          f"{len(run.errors)} scenario folder(s) skipped as invalid; {run.wall_s / 60:.1f} min")
+    if not args.no_report:
+        print("scoring (Whisper base word timestamps) ...", file=sys.stderr)
+        print(report(args.out, args.suite, log=lambda msg: print(msg, file=sys.stderr))["markdown"])
+        print(f"\nreport: {Path(args.out) / 'report.md'}, {Path(args.out) / 'report.json'}, plots in {Path(args.out) / 'plots'}")
+    return 1 if run.failed else 0
+
+
+def cmd_bench_report(args: argparse.Namespace) -> int:
+    from .bench.report import report
+
+    print(report(args.dir, args.suite, plots=not args.no_plots)["markdown"])
+    print(f"\nreport: {Path(args.dir) / 'report.md'}, {Path(args.dir) / 'report.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .engines import AGENTS
 
@@ -99,6 +136,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"seconds of silence appended so the agent can answer (default {Config().runtime.tail_s})")
     _add_model_options(p)
     p.set_defaults(func=cmd_simulate)
+
+    bench = sub.add_parser("bench", help="Full-Duplex-Bench v1 metrics for every architecture on the same scenarios",
+                           description="Build a scenario suite, run agents on it in real time, and report FDB v1's "
+                                       "metrics side by side.")
+    bsub = bench.add_subparsers(dest="bench_command", metavar="STEP")
+    bench.set_defaults(func=lambda a: bench.print_help() or 2)
+
+    b = bsub.add_parser("build-suite", help="(re)build the dev suite from ../shared/data, deterministically",
+                        description="Cut real scenarios (pauses, turn ends, interruptions, monologues) from the shared "
+                                    "recordings by their RTTM/STM labels, add synthetic ones (Piper voice), and write "
+                                    "them in FDB v1's layout.")
+    b.add_argument("--out", default="bench/suite", help="where to write the suite (default bench/suite)")
+    b.add_argument("--data", default=None, help="the shared data folder (default: ../shared/data beside the repo)")
+    b.add_argument("--seed", type=int, default=0, help="random seed for the synthetic part (default 0)")
+    b.add_argument("--real-only", action="store_true", help="only the scenarios cut from real recordings")
+    b.set_defaults(func=cmd_bench_build_suite)
+
+    r = bsub.add_parser("run", help="run agents on a suite in real time (resumable), then score and report",
+                        description="Run each agent on each scenario in real time (real compute in every latency), "
+                                    "writing <out>/<agent>/<scenario>/output.wav + timeline.jsonl in FDB's layout. "
+                                    "Finished scenarios are kept: rerun the same command to resume.")
+    r.add_argument("--agents", default="sequential", help="comma-separated agent names (default sequential)")
+    r.add_argument("--suite", required=True, help="a folder of scenarios in FDB v1's layout (ours or FDB's own)")
+    r.add_argument("--out", required=True, help="output folder (resumes if it holds an earlier run)")
+    r.add_argument("--jobs", type=int, default=1, help="scenarios at a time; capped at cores/2 (default 1)")
+    r.add_argument("--limit", type=int, default=None, help="run only this many scenarios, spread over kinds")
+    r.add_argument("--kinds", default=None, help="only these kinds: pause,turn_taking,interrupt,backchannel")
+    r.add_argument("--no-report", action="store_true", help="skip scoring and the report")
+    _add_model_options(r)
+    r.set_defaults(func=cmd_bench_run)
+
+    p = bsub.add_parser("report", help="score finished runs and write report.md, report.json and plots",
+                        description="Transcribe each agent output with Whisper base (word timestamps), compute FDB v1's "
+                                    "metrics, and write the table, the JSON and the timeline pictures.")
+    p.add_argument("dir", help="a `bench run` output folder")
+    p.add_argument("--suite", default=None, help="the suite the run used (default: recorded in DIR/bench.json)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG pictures")
+    p.set_defaults(func=cmd_bench_report)
     return parser
 
 

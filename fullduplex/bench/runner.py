@@ -1,0 +1,184 @@
+"""``fullduplex bench run``: every agent on every scenario, in real time, resumable.
+
+Outputs, per agent and scenario, in FDB's layout: ``<out>/<agent>/<scenario id>/output.wav`` (the
+agent's channel, as long as ``input.wav``), ``timeline.jsonl`` and ``run.json`` (compute stats).
+``run.json`` is written last, after the others are in place: it is the "finished" marker, so an
+interrupted run resumes where it stopped and never redoes or loses a finished scenario.
+
+Scenario inputs are fed exactly as given (no tail), as FDB does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..audio.io import read_user_audio, write_text, write_wav
+from ..config import Config
+from ..engines import AGENTS, ModelStack, make_agent
+from ..errors import UserError
+from ..runtime.runner import run_agent
+from .scenarios import Scenario, ScenarioError, load_suite
+
+RUN_FILE = "run.json"
+BENCH_FILE = "bench.json"   # which suite and agents an output folder holds, for `bench report`
+
+
+@dataclass
+class BenchRun:
+    out_dir: Path
+    agents: list[str]
+    scenarios: list[Scenario]
+    errors: list[ScenarioError] = field(default_factory=list)
+    ran: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def scenario_dir(out_dir: Path, agent: str, scenario: Scenario) -> Path:
+    return out_dir / agent / scenario.id
+
+
+def is_done(out_dir: Path, agent: str, scenario: Scenario) -> bool:
+    return (scenario_dir(out_dir, agent, scenario) / RUN_FILE).exists()
+
+
+def effective_jobs(requested: int) -> tuple[int, str | None]:
+    """Each real-time scenario needs about two cores to itself (models + the clock); more jobs on fewer
+    cores would measure contention, not the agent."""
+    cores = os.cpu_count() or 1
+    allowed = max(1, cores // 2)
+    if requested > allowed:
+        return allowed, (f"--jobs {requested} asked, but this machine has {cores} cores: running {allowed} at a time "
+                         "(parallel real-time runs would measure CPU contention, not the agents)")
+    return max(1, requested), None
+
+
+class _Progress:
+    def __init__(self, total: int, audio_s: float, jobs: int) -> None:
+        self.total, self.left_s, self.jobs = total, audio_s, jobs
+        self.done = 0
+        self.t0 = time.monotonic()
+        self.lock = threading.Lock()
+        self.tty = sys.stderr.isatty()
+
+    def advance(self, label: str, audio_s: float) -> None:
+        with self.lock:
+            self.done += 1
+            self.left_s -= audio_s
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            eta = max(self.left_s, 0) / self.jobs
+            line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} scenarios, "
+                    f"~{eta / 60:.1f} min left  {label}")
+            print(("\r" + line[:120].ljust(120)) if self.tty else line, end="" if self.tty else "\n",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def _run_one(models: ModelStack, cfg: Config, agent_name: str, scenario: Scenario, out_dir: Path) -> dict:
+    audio, _ = read_user_audio(scenario.input_path)
+    agent = make_agent(agent_name, models, cfg)
+    result = run_agent(agent, audio, cfg.runtime.frame_ms)
+    folder = scenario_dir(out_dir, agent_name, scenario)
+    output = result.recorder.agent[: len(audio)]   # FDB: output.wav is exactly as long as input.wav
+    write_wav(folder / "output.wav", output)
+    write_text(folder / "timeline.jsonl", "".join(json.dumps(e.to_json()) + "\n" for e in result.events))
+    stats = {"agent": agent_name, "scenario": scenario.id, "kind": scenario.kind, "source": scenario.source,
+             "audio_s": round(len(audio) / 16000, 3), "cpu_s": round(result.cpu_s, 3),
+             "cpu_per_audio_s": round(result.cpu_per_audio_s, 3),
+             "step_p50_ms": round(result.step_percentile(50), 3), "step_p99_ms": round(result.step_percentile(99), 3),
+             "late_frames": result.late_frames, "frames": len(result.step_ms)}
+    write_text(folder / RUN_FILE, json.dumps(stats, indent=1))
+    return stats
+
+
+def run_bench(agents: list[str], suite_dir: str | Path, out_dir: str | Path, cfg: Config | None = None,
+              jobs: int = 1, limit: int | None = None, kinds: list[str] | None = None,
+              log=print) -> BenchRun:
+    cfg = cfg or Config()
+    for name in agents:
+        if name not in AGENTS:
+            raise UserError(f"unknown agent {name!r}; choose from: {', '.join(AGENTS)}")
+    scenarios, errors = load_suite(suite_dir)
+    for err in errors:
+        log(f"skipping scenario: {err}")
+    if kinds:
+        scenarios = [s for s in scenarios if s.kind in kinds]
+    if limit:
+        scenarios = _balanced_subset(scenarios, limit)
+    out = Path(out_dir)
+    _record_bench(out, Path(suite_dir), agents)
+    run = BenchRun(out, agents, scenarios, errors)
+    todo = [(a, s) for a in agents for s in scenarios if not is_done(out, a, s)]
+    run.skipped = len(agents) * len(scenarios) - len(todo)
+    if run.skipped:
+        log(f"resuming: {run.skipped} finished scenario run(s) kept, {len(todo)} to go")
+    jobs, note = effective_jobs(jobs)
+    if note:
+        log(note)
+    audio_s = sum(sf_duration(s) for _, s in todo)
+    progress = _Progress(len(todo), audio_s, jobs)
+    t0 = time.monotonic()
+    local = threading.local()
+
+    def work(item):
+        agent_name, scenario = item
+        if not hasattr(local, "models"):  # one model stack per worker thread: no lock contention across jobs
+            local.models = ModelStack(cfg)
+            local.models.load_all()
+        try:
+            _run_one(local.models, cfg, agent_name, scenario, out)
+        except UserError as e:
+            run.failed.append(f"{agent_name}/{scenario.id}: {e}")
+        progress.advance(f"{agent_name}/{scenario.id}", sf_duration(scenario))
+
+    try:
+        if jobs == 1:
+            for item in todo:
+                work(item)
+        else:
+            with ThreadPoolExecutor(jobs) as pool:
+                list(pool.map(work, todo))
+    finally:
+        progress.close()
+    run.ran = len(todo) - len(run.failed)
+    run.wall_s = time.monotonic() - t0
+    for failure in run.failed:
+        log(f"failed: {failure}")
+    return run
+
+
+def _record_bench(out: Path, suite: Path, agents: list[str]) -> None:
+    path = out / BENCH_FILE
+    known = json.loads(path.read_text())["agents"] if path.exists() else []
+    write_text(path, json.dumps({"suite": str(suite.resolve()), "agents": sorted(set(known) | set(agents))}, indent=1))
+
+
+def sf_duration(scenario: Scenario) -> float:
+    import soundfile as sf
+    return sf.info(str(scenario.input_path)).duration
+
+
+def _balanced_subset(scenarios: list[Scenario], limit: int) -> list[Scenario]:
+    """``limit`` scenarios spread over kinds and sources, real ones first (deterministic)."""
+    groups: dict[tuple[str, str], list[Scenario]] = {}
+    for s in sorted(scenarios, key=lambda s: (s.source != "real", s.id)):
+        groups.setdefault((s.kind, s.source), []).append(s)
+    order = sorted(groups, key=lambda k: (k[1] != "real", k[0]))
+    picked: list[Scenario] = []
+    while len(picked) < limit and any(groups.values()):
+        for key in order:
+            if groups[key] and len(picked) < limit:
+                picked.append(groups[key].pop(0))
+    return sorted(picked, key=lambda s: s.id)
