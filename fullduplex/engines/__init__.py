@@ -5,12 +5,13 @@ from __future__ import annotations
 from ..config import Config
 from ..errors import UserError
 from .base import Agent, Session
-from .cascade import SequentialAgent
+from .cascade import SequentialAgent, StreamingAgent, StreamingClauseAgent
 from .models import ModelStack
+from .parallel import ParallelAgent
 
-AGENTS: dict[str, type[Agent]] = {
-    SequentialAgent.name: SequentialAgent,
-}
+AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (
+    SequentialAgent, StreamingAgent, StreamingClauseAgent, ParallelAgent,
+)}
 
 
 def make_agent(name: str, models: ModelStack, cfg: Config) -> Agent:

@@ -1,19 +1,24 @@
 """The cascade: VAD -> end of turn -> speech-to-text -> LLM -> text-to-speech -> playback.
 
-Architecture 1, ``sequential``, is the cascade as the essay first built it: a fixed silence threshold
-ends the turn, the whole utterance is transcribed, the whole reply generated, the whole reply
-synthesised, then played. While it thinks and speaks it does not listen: VAD edges are still logged
-(``heard: false``) so the bench sees the user talking over it, but they change nothing.
+One class, presets by attribute:
+- ``sequential`` (architecture 1): a fixed silence threshold ends the turn; the whole utterance is
+  transcribed, the whole reply generated, then synthesised as a whole, then played.
+- ``streaming`` (architecture 3): the LLM's tokens are cut into pieces (sentences; optionally a
+  short first clause) and each piece is synthesised and played while the rest is still written.
+Neither listens while it speaks: VAD edges are still logged (``heard: false``), so the bench sees the
+user talking over it, but they change nothing.
 
-The per-turn work runs in one worker thread (``_answer``); ``step()`` only runs the VAD (~0.1 ms a
-chunk), moves audio, and polls for the finished reply.
+Threads: ``think`` (STT, then the LLM) feeds text pieces to ``speak`` (TTS) through a bounded queue;
+``step()`` only runs the VAD (~0.1 ms a chunk), moves synthesised audio into playback and notes what
+the user has heard. Every reply has a generation number: audio of a superseded generation (an
+override, a new turn) is dropped wherever it is found.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,36 +26,62 @@ from ..audio.frames import SAMPLE_RATE, seconds
 from ..models.vad import SpeechSegmenter
 from .base import Agent, Session
 from .playback import Playback
+from .text_pieces import TextPieces
 from .workers import JobFailed, Worker
 
-PREROLL_S = 0.3   # audio kept before the VAD's speech start: onsets are soft and the STT needs them
+PREROLL_S = 0.3      # audio kept before the VAD's speech start: onsets are soft and the STT needs them
+SPEAK_DEPTH = 8      # text pieces waiting for TTS, and synthesised pieces waiting for playback
 
 
 @dataclass
-class Reply:
+class Piece:
+    """A unit of the agent's speech: its text and, once synthesised, its audio."""
+
     turn: int
-    user_text: str
+    gen: int
+    index: int
     text: str
-    audio: np.ndarray
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+
+@dataclass
+class ThinkDone:
+    turn: int
+    gen: int
+    user_text: str
+    reply: str          # what the LLM wrote
+    pieces: int         # how many pieces went to speech
 
 
 class SequentialAgent(Agent):
     name = "sequential"
     description = "architecture 1: VAD silence threshold -> whole-utterance STT -> full LLM reply -> whole-reply TTS"
+    streaming = False      # pieces to TTS as they are written (True) or the whole reply at once
+    first_clause = False   # let the first piece end at a clause boundary
 
     def start(self, session: Session) -> None:
         super().start(session)
         self.vad = self.models.vad()
         self.segmenter = SpeechSegmenter(self.cfg.vad)
         self.playback = Playback(self.cfg.runtime.max_reply_s)
-        self.worker = Worker(self.name, depth=1)
+        self.think = Worker(f"{self.name}-think", depth=1)
+        self.speak = Worker(f"{self.name}-speak", depth=SPEAK_DEPTH)
         self.history: list[dict] = []
         self.turn = 1
+        self.gen = 0
         self.state = "listening"   # -> "thinking" -> "speaking" -> "listening"
         self._audio: deque[np.ndarray] = deque()
         self._audio_t0 = 0.0       # conversation time of the first buffered sample
         self._heard_speech = False
-        self._reply: Reply | None = None
+        self._reset_reply()
+
+    def _reset_reply(self) -> None:
+        self._done: ThinkDone | None = None   # the LLM has finished (and how many pieces to expect)
+        self._received = 0                     # pieces of this generation synthesised and queued
+        self._spoken: list[str] = []           # texts of pieces the user has started hearing
+        self._user_text = ""
+        self._draft: list[str] = []            # the LLM's tokens so far (written by the think thread)
+        self._playing = False
 
     # -- the audio path ------------------------------------------------------------------------------
     def step(self, user_frame: np.ndarray, t: float) -> np.ndarray:
@@ -64,11 +95,13 @@ class SequentialAgent(Agent):
             self._buffer(user_frame, t)
             if self._turn_ended():
                 self._end_turn(t_end)
-        elif self.state == "thinking":
-            self._collect_reply(t)
+        else:
+            self._collect()
         out = self.playback.next_frame(len(user_frame))
-        if self.state == "speaking" and not self.playback.active:
-            self._finish_speaking(t_end)
+        for piece in self.playback.take_started():
+            self._on_piece_started(piece, t)
+        if self.state != "listening" and self._reply_finished():
+            self._finish_reply(t_end)
         return out
 
     def _buffer(self, frame: np.ndarray, t: float) -> None:
@@ -84,80 +117,144 @@ class SequentialAgent(Agent):
         return (self._heard_speech and not self.segmenter.in_speech
                 and self.segmenter.silence_s >= self.cfg.turn.silence_ms / 1000)
 
-    def _end_turn(self, t_end: float) -> None:
+    def _end_turn(self, t_end: float, **why) -> None:
         speech_end = self.segmenter.last_speech_end
-        self.emit("turn.end", self.turn, t=t_end, speech_end=round(speech_end, 6), detector="silence",
-                  silence_ms=self.cfg.turn.silence_ms)
+        why = why or {"detector": "silence", "silence_ms": self.cfg.turn.silence_ms}
+        self.emit("turn.end", self.turn, t=t_end, speech_end=round(speech_end, 6), **why)
         audio = np.concatenate(self._audio)
         cut = int((speech_end - self._audio_t0) * SAMPLE_RATE) + int(0.2 * SAMPLE_RATE)
-        turn = self.turn
-        self.worker.submit(lambda cancel: self._answer(turn, audio[:cut], cancel))
         self.state = "thinking"
         self._audio.clear()
         self._heard_speech = False
+        self._reset_reply()
+        self.gen += 1
+        self._start_reply(self.turn, self.gen, audio[:cut])
 
-    def _collect_reply(self, t: float) -> None:
-        result = self.worker.poll()
-        if result is None:
-            return
+    def _start_reply(self, turn: int, gen: int, audio: np.ndarray) -> None:
+        """Hook for presets that do more at the end of a turn (the parallel pair starts its slow model)."""
+        self.think.submit(lambda cancel: self._think(turn, gen, audio, cancel))
+
+    def _collect(self) -> None:
+        result = self.think.poll()
         if isinstance(result, JobFailed):
-            self.emit("error", self.turn, where="answer", message=str(result.error))
+            self.emit("error", self.turn, where="think", message=str(result.error))
             self._back_to_listening()
-        elif len(result.audio) == 0:
-            self._back_to_listening()
-        else:
-            self._reply = result
-            self.playback.reset()
-            self.playback.push(result.audio)
+            return
+        if isinstance(result, ThinkDone) and result.gen == self.gen:
+            self._done = result
+            self._user_text = result.user_text
+        while (piece := self.speak.poll()) is not None:
+            if isinstance(piece, JobFailed):
+                self.emit("error", self.turn, where="speak", message=str(piece.error))
+                continue
+            if piece.gen != self.gen:
+                continue  # superseded: an override or a new turn
+            self._received += 1
+            self.playback.push(piece.audio, piece)
             self.state = "speaking"
-            self.emit("playback.start", result.turn, t=t, text=result.text)
 
-    def _finish_speaking(self, t_end: float) -> None:
-        reply = self._reply
-        self.emit("playback.end", reply.turn, t=t_end, heard_s=round(seconds(self.playback.played), 3))
-        self.history += [{"role": "user", "content": reply.user_text}, {"role": "assistant", "content": reply.text}]
+    def _on_piece_started(self, piece: Piece, t: float) -> None:
+        if not self._playing:
+            self._playing = True
+            self.emit("playback.start", piece.turn, t=t, text=piece.text)
+        self._spoken.append(piece.text)
+        self.emit("playback.piece", piece.turn, t=t, index=piece.index, text=piece.text)
+
+    def _reply_finished(self) -> bool:
+        done = self._done
+        return done is not None and self._received >= done.pieces and not self.playback.active
+
+    def _finish_reply(self, t_end: float) -> None:
+        done = self._done
+        spoken = " ".join(self._spoken)
+        if self._playing:
+            self.emit("playback.end", done.turn, t=t_end, heard_s=round(seconds(self.playback.played), 3), text=spoken)
+        if done.user_text and spoken:
+            self.history += [{"role": "user", "content": done.user_text}, {"role": "assistant", "content": spoken}]
         self._back_to_listening()
 
     def _back_to_listening(self) -> None:
         self.state = "listening"
         self.turn += 1
-        self._reply = None
+        self.playback.reset()
+        self._reset_reply()
         self._audio.clear()
         # The user may already be talking (they spoke over us); that speech starts the next turn.
         self._heard_speech = self.segmenter.in_speech
 
-    # -- the worker thread ---------------------------------------------------------------------------
+    # -- worker threads ------------------------------------------------------------------------------
     def messages(self, user_text: str) -> list[dict]:
         keep = self.history[-2 * self.cfg.llm.history_turns:] if self.cfg.llm.history_turns else []
         return [{"role": "system", "content": self.cfg.llm.system_prompt}, *keep,
                 {"role": "user", "content": user_text}]
 
-    def _answer(self, turn: int, audio: np.ndarray, cancel: threading.Event) -> Reply:
-        user_text = self.models.stt.transcribe(audio).text
-        self.emit("stt.final", turn, text=user_text, audio_s=round(seconds(len(audio)), 3))
-        if not user_text:
+    def _transcribe(self, turn: int, audio: np.ndarray) -> str:
+        text = self.models.stt.transcribe(audio).text
+        self.emit("stt.final", turn, text=text, audio_s=round(seconds(len(audio)), 3))
+        if not text:
             self.emit("turn.empty", turn)
-            return Reply(turn, "", "", np.zeros(0, np.float32))
-        pieces: list[str] = []
-        for piece in self.models.llm.stream(self.messages(user_text), cancel):
-            if not pieces:
-                self.emit("llm.first_token", turn)
-            pieces.append(piece)
-            self.emit("llm.token", turn, text=piece)
-        text = "".join(pieces).strip()
-        self.emit("llm.done", turn, text=text, tokens=len(pieces))
-        chunks: list[np.ndarray] = []
-        for chunk in self.models.tts.synthesize(text):
-            if not chunks:
-                self.emit("tts.first_audio", turn)
+        return text
+
+    def _think(self, turn: int, gen: int, audio: np.ndarray, cancel: threading.Event) -> ThinkDone:
+        user_text = self._transcribe(turn, audio)
+        if not user_text:
+            return ThinkDone(turn, gen, "", "", 0)
+        return self._generate(turn, gen, user_text, self.models.llm, cancel)
+
+    def _generate(self, turn: int, gen: int, user_text: str, llm, cancel: threading.Event,
+                  event: str = "llm") -> ThinkDone:
+        """Stream the LLM's reply; hand pieces to speech as they complete (or the whole reply at the end)."""
+        cutter = TextPieces(first_clause=self.first_clause)
+        tokens: list[str] = []
+        self._draft = tokens
+        pieces = 0
+        for token in llm.stream(self.messages(user_text), cancel):
+            if not tokens:
+                self.emit(f"{event}.first_token", turn)
+            tokens.append(token)
+            self.emit(f"{event}.token", turn, text=token)
+            if self.streaming:
+                for text in cutter.push(token):
+                    pieces += self._say(turn, gen, pieces, text)
+        reply = "".join(tokens).strip()
+        self.emit(f"{event}.done", turn, text=reply, tokens=len(tokens))
+        if cancel.is_set():
+            return ThinkDone(turn, gen, user_text, reply, pieces)
+        rest = cutter.flush() if self.streaming else ([reply] if reply else [])
+        for text in rest:
+            pieces += self._say(turn, gen, pieces, text)
+        return ThinkDone(turn, gen, user_text, reply, pieces)
+
+    def _say(self, turn: int, gen: int, index: int, text: str) -> int:
+        """Queue one text piece for synthesis (waits for room: backpressure on the LLM). Returns 1 if queued."""
+        piece = Piece(turn, gen, index, text)
+        return int(self.speak.submit(lambda cancel: self._synthesize(piece), wait_s=30.0))
+
+    def _synthesize(self, piece: Piece) -> Piece | None:
+        if piece.gen != self.gen:
+            return None  # superseded before we got to it: do not spend the CPU
+        chunks = []
+        for chunk in self.models.tts.synthesize(piece.text):
+            if piece.index == 0 and not chunks:
+                self.emit("tts.first_audio", piece.turn)
             chunks.append(chunk)
-            self.emit("tts.chunk", turn, audio_s=round(seconds(len(chunk)), 3))
-            if cancel.is_set():
-                break
-        audio_out = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-        self.emit("tts.done", turn, audio_s=round(seconds(len(audio_out)), 3))
-        return Reply(turn, user_text, text, audio_out)
+        piece.audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        self.emit("tts.piece", piece.turn, index=piece.index, text=piece.text, audio_s=round(seconds(len(piece.audio)), 3))
+        return piece
 
     def close(self) -> None:
-        if hasattr(self, "worker"):
-            self.worker.close()
+        for worker in ("think", "speak"):
+            if hasattr(self, worker):
+                getattr(self, worker).close()
+
+
+class StreamingAgent(SequentialAgent):
+    name = "streaming"
+    description = "architecture 3: the cascade with sentence-level streaming TTS (first audio after the first sentence)"
+    streaming = True
+
+
+class StreamingClauseAgent(StreamingAgent):
+    name = "streaming-clause"
+    description = "architecture 3, eager: the first piece ends at the first clause boundary, then whole sentences"
+    first_clause = True

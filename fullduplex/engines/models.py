@@ -22,6 +22,7 @@ class ModelStack:
         self._lock = threading.Lock()
         self._stt: SpeechToText | None = None
         self._llm: LanguageModel | None = None
+        self._slow_llm: LanguageModel | None = None
         self._tts: TextToSpeech | None = None
 
     def vad(self) -> SileroVad:
@@ -40,6 +41,14 @@ class ModelStack:
             if self._llm is None:
                 self._llm = load_llm(self.cfg.llm)
             return self._llm
+
+    @property
+    def slow_llm(self) -> LanguageModel:
+        """The parallel pair's slow model; the same instance as ``llm`` when configured identically."""
+        with self._lock:
+            if self._slow_llm is None:
+                self._slow_llm = load_llm(self.cfg.slow_llm)
+            return self._slow_llm
 
     @property
     def tts(self) -> TextToSpeech:

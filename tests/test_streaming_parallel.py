@@ -1,0 +1,151 @@
+"""Architectures 2 and 3: the piece segmenter, streaming TTS, and the fast + slow pair's override."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from fullduplex.audio.clock import RealClock, VirtualClock
+from fullduplex.audio.frames import frame_samples
+from fullduplex.config import Config
+from fullduplex.engines.base import Session
+from fullduplex.engines.cascade import StreamingAgent
+from fullduplex.engines.parallel import ParallelAgent, decide
+from fullduplex.engines.text_pieces import TextPieces, split_pieces
+from fullduplex.events import EventLog
+from fullduplex.runtime.runner import run_agent
+from fullduplex.runtime.simulate import simulate
+
+from .conftest import DATA
+from .fakes import FakeStack, ScriptedLlm
+
+
+@pytest.mark.parametrize("text, pieces", [
+    ("Dr. Smith is in. He left.", ["Dr. Smith is in.", "He left."]),
+    ("Pi is 3.14 roughly. Okay?", ["Pi is 3.14 roughly.", "Okay?"]),
+    ("Well... maybe. Wait... No!", ["Well... maybe.", "Wait...", "No!"]),
+    ('He said "Hello." Then he left!', ['He said "Hello."', "Then he left!"]),
+    ("You need: 1. Eggs 2. Milk. That's it.", ["You need: 1. Eggs 2. Milk.", "That's it."]),
+    ("J. K. Rowling wrote it. Great.", ["J. K. Rowling wrote it.", "Great."]),
+    ("Meet at 3 p.m. tomorrow, e.g. at the cafe. Ok.", ["Meet at 3 p.m. tomorrow, e.g. at the cafe.", "Ok."]),
+    ("Lists:\n- eggs\n- milk\nDone.", ["Lists:", "- eggs", "- milk", "Done."]),
+    ("Really?! Yes.", ["Really?!", "Yes."]),
+])
+def test_segmenter(text, pieces):
+    assert split_pieces(text) == pieces
+    streamed = TextPieces()
+    out = [p for ch in text for p in streamed.push(ch)] + streamed.flush()
+    assert out == pieces, "token by token gives the same pieces"
+
+
+def test_first_clause_option():
+    text = "Sure, I can help you with that today, and more. Bye."
+    assert split_pieces(text, first_clause=True) == ["Sure, I can help you with that today,", "and more.", "Bye."]
+    assert split_pieces("Sure, fine. Bye.", first_clause=True) == ["Sure, fine.", "Bye."], "too short a clause waits"
+
+
+class SlowTokens(ScriptedLlm):
+    def stream(self, messages, cancel=None):
+        for token in super().stream(messages, cancel):
+            time.sleep(0.04)
+            yield token
+
+
+def test_streaming_first_audio_before_the_llm_finishes(models):
+    reply = "The library opens at nine. It closes at six on weekdays. On Sundays it stays closed all day long."
+    stack = FakeStack(spans=[(0.3, 1.5)], llm=SlowTokens(reply))
+    stack.tts = models.tts  # real Piper: the pieces are really synthesised
+    result = run_agent(StreamingAgent(stack, Config()), np.zeros(16000 * 12, np.float32), 20, RealClock())
+    ev = result.events
+    start = next(e for e in ev if e.kind == "playback.start")
+    done = next(e for e in ev if e.kind == "llm.done")
+    assert start.t < done.t - 0.3, f"first audio {start.t:.2f} s, LLM done {done.t:.2f} s"
+    spoken = [e.data["text"] for e in ev if e.kind == "playback.piece"]
+    assert spoken == split_pieces(reply)
+
+
+@pytest.mark.slow
+def test_streaming_speaks_exactly_the_reply_on_real_speech(models, tmp_path):
+    sim = simulate(Config().with_(runtime={"tail_s": 5.0}), "streaming", DATA / "ami-es2011a-headset-40s-46s.wav",
+                   tmp_path, models=models)
+    ev = sim.result.events
+    reply = next(e.data["text"] for e in ev if e.kind == "llm.done")
+    spoken = " ".join(e.data["text"] for e in ev if e.kind == "playback.piece")
+    assert spoken.split() == reply.split(), "nothing dropped, duplicated or reordered at piece boundaries"
+    assert sim.turns[0].response is not None
+
+
+# -- the fast + slow pair, on a virtual clock with gated fakes --------------------------------------
+
+FAST = "Paris is in Spain. It has a big tower. People love it there."
+
+
+def drive_pair(stack, seconds, release_at=None, gate=None):
+    agent = ParallelAgent(stack, Config())
+    clock = VirtualClock()
+    n = frame_samples(20)
+    events = EventLog()
+    agent.start(Session(clock=clock, events=events, frame_samples=n))
+    try:
+        for i in range(int(seconds * 50)):
+            t = i * 0.02
+            clock.sleep_until(t)
+            if gate is not None and release_at is not None and abs(t - release_at) < 1e-9:
+                gate.set()
+                deadline = time.monotonic() + 5
+                while not agent.slow.idle and time.monotonic() < deadline:
+                    time.sleep(0.001)
+            if agent.state != "listening":
+                deadline = time.monotonic() + 5
+                while not (agent.think.idle and agent.speak.idle) and time.monotonic() < deadline:
+                    time.sleep(0.001)
+            agent.step(np.zeros(n, np.float32), t)
+    finally:
+        agent.close()
+    return agent, events.snapshot()
+
+
+def test_slow_model_that_disagrees_takes_over_at_a_piece_boundary():
+    gate = threading.Event()
+    stack = FakeStack(spans=[(0.3, 1.0)], llm=ScriptedLlm(FAST),
+                      slow_llm=ScriptedLlm("Paris is in France. It is the capital.", gate=gate))
+    # Turn ends at ~1.7 s; fast pieces are 1 s each: piece 0 plays 1.7-2.7, piece 1 2.7-3.7. Release at 2.2 s.
+    agent, ev = drive_pair(stack, 9.0, release_at=2.2, gate=gate)
+    (decision,) = [e for e in ev if e.kind == "parallel.decision"]
+    assert decision.data["decision"] == "replace" and decision.data["heard_change"]
+    pieces = [(round(e.t, 2), e.data["text"]) for e in ev if e.kind == "playback.piece"]
+    assert [p for _, p in pieces] == ["Paris is in Spain.", "Actually, paris is in France.", "It is the capital."]
+    assert pieces[1][0] == pytest.approx(pieces[0][0] + 1.0, abs=0.021), "the first piece was played whole"
+    history = agent.history[-1]["content"]
+    assert history == "Paris is in Spain. Actually, paris is in France. It is the capital."
+
+
+def test_slow_model_that_agrees_changes_nothing():
+    gate = threading.Event()
+    stack = FakeStack(spans=[(0.3, 1.0)], llm=ScriptedLlm(FAST), slow_llm=ScriptedLlm(FAST, gate=gate))
+    agent, ev = drive_pair(stack, 6.0, release_at=2.2, gate=gate)
+    assert [e.data["decision"] for e in ev if e.kind == "parallel.decision"] == ["keep"]
+    assert [e.data["text"] for e in ev if e.kind == "playback.piece"] == split_pieces(FAST)
+    assert agent.history[-1]["content"] == FAST
+
+
+def test_slow_model_that_fails_leaves_the_fast_reply_and_logs_once():
+    stack = FakeStack(spans=[(0.3, 1.0), (6.0, 7.0)], llm=ScriptedLlm(FAST), slow_llm=ScriptedLlm(fail=True))
+    agent, ev = drive_pair(stack, 12.0)
+    errors = [e for e in ev if e.kind == "error"]
+    assert len(errors) == 1 and errors[0].data["where"] == "slow"
+    assert [e.data["text"] for e in ev if e.kind == "playback.piece"] == split_pieces(FAST) * 2
+    assert not [e for e in ev if e.kind == "parallel.decision"]
+
+
+def test_decide():
+    assert decide("", FAST, FAST) == ("keep", "")
+    assert decide("", FAST, "Paris is in France.") == ("replace_unheard", "Paris is in France.")
+    assert decide("Paris is in Spain.", FAST, "Paris is in France. It is the capital.")[0] == "replace"
+    fast = "Paris is a city. It is in Spain, and it is very small and very quiet."
+    slow = "Paris is a city. The capital of France, with famous museums, a great river and many old bridges."
+    assert decide("Paris is a city.", fast, slow) == (
+        "amend", "The capital of France, with famous museums, a great river and many old bridges.")
