@@ -112,7 +112,7 @@ def cmd_bench_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .engines import AGENTS
+    from .engines import AGENTS, DEFAULT_AGENT
 
     parser = argparse.ArgumentParser(
         prog="fullduplex",
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "write conversation.wav (user left, agent right), input.wav, output.wav "
                                    "(the Full-Duplex-Bench layout) and timeline.jsonl, and print the latency "
                                    "breakdown of each user turn.")
-    p.add_argument("--agent", choices=sorted(AGENTS), default="sequential",
+    p.add_argument("--agent", choices=sorted(AGENTS), default=DEFAULT_AGENT,
                    help="architecture: " + "; ".join(f"{n}: {c.description}" for n, c in sorted(AGENTS.items())))
     p.add_argument("--input", required=True, help="the user's recording (WAV/FLAC/OGG; any rate and channel count)")
     p.add_argument("--out", required=True, help="folder for the outputs (created; files replaced only when the run succeeds)")
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run each agent on each scenario in real time (real compute in every latency), "
                                     "writing <out>/<agent>/<scenario>/output.wav + timeline.jsonl in FDB's layout. "
                                     "Finished scenarios are kept: rerun the same command to resume.")
-    r.add_argument("--agents", default="sequential", help="comma-separated agent names (default sequential)")
+    r.add_argument("--agents", default=DEFAULT_AGENT, help=f"comma-separated agent names (default {DEFAULT_AGENT})")
     r.add_argument("--suite", required=True, help="a folder of scenarios in FDB v1's layout (ours or FDB's own)")
     r.add_argument("--out", required=True, help="output folder (resumes if it holds an earlier run)")
     r.add_argument("--jobs", type=int, default=1, help="scenarios at a time; capped at cores/2 (default 1)")

@@ -13,6 +13,8 @@ AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (
     SequentialAgent, StreamingAgent, StreamingClauseAgent, ParallelAgent,
 )}
 
+DEFAULT_AGENT = "sequential"   # every command's default; becomes the CPU full-duplex engine once it exists
+
 
 def make_agent(name: str, models: ModelStack, cfg: Config) -> Agent:
     try:
@@ -22,4 +24,4 @@ def make_agent(name: str, models: ModelStack, cfg: Config) -> Agent:
     return cls(models, cfg)
 
 
-__all__ = ["AGENTS", "Agent", "ModelStack", "Session", "make_agent"]
+__all__ = ["AGENTS", "DEFAULT_AGENT", "Agent", "ModelStack", "Session", "make_agent"]
