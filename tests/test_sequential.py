@@ -36,7 +36,7 @@ def drive(agent, seconds, clock):
             clock.sleep_until(t)
             if agent.state == "thinking":
                 deadline = time.monotonic() + 5
-                while not (agent.think.idle and agent.speak.idle) and time.monotonic() < deadline:
+                while not (agent.think.idle and agent.voice.speak.idle) and time.monotonic() < deadline:
                     time.sleep(0.001)
             out.append(agent.step(np.zeros(n, np.float32), t))
     finally:

@@ -100,7 +100,7 @@ def drive_pair(stack, seconds, release_at=None, gate=None):
                     time.sleep(0.001)
             if agent.state != "listening":
                 deadline = time.monotonic() + 5
-                while not (agent.think.idle and agent.speak.idle) and time.monotonic() < deadline:
+                while not (agent.think.idle and agent.voice.speak.idle) and time.monotonic() < deadline:
                     time.sleep(0.001)
             agent.step(np.zeros(n, np.float32), t)
     finally:

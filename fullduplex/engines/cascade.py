@@ -8,40 +8,28 @@ One class, presets by attribute:
 Neither listens while it speaks: VAD edges are still logged (``heard: false``), so the bench sees the
 user talking over it, but they change nothing.
 
-Threads: ``think`` (STT, then the LLM) feeds text pieces to ``speak`` (TTS) through a bounded queue;
-``step()`` only runs the VAD (~0.1 ms a chunk), moves synthesised audio into playback and notes what
-the user has heard. Every reply has a generation number: audio of a superseded generation (an
-override, a new turn) is dropped wherever it is found.
+Threads: ``think`` (STT, then the LLM) feeds text pieces to the ``Voice`` (TTS in its own thread)
+through a bounded queue; ``step()`` only runs the VAD (~0.1 ms a chunk), moves synthesised audio into
+playback and notes what the user has heard. Every reply is a generation of the voice: audio of a
+superseded generation (an override, a new turn) is dropped wherever it is found.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..audio.frames import SAMPLE_RATE, seconds
 from ..models.vad import SpeechSegmenter
 from .base import Agent, Session
-from .playback import Playback
 from .text_pieces import TextPieces
+from .voice import Piece, Voice
 from .workers import JobFailed, Worker
 
 PREROLL_S = 0.3      # audio kept before the VAD's speech start: onsets are soft and the STT needs them
-SPEAK_DEPTH = 8      # text pieces waiting for TTS, and synthesised pieces waiting for playback
-
-
-@dataclass
-class Piece:
-    """A unit of the agent's speech: its text and, once synthesised, its audio."""
-
-    turn: int
-    gen: int
-    index: int
-    text: str
-    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
 @dataclass
@@ -63,12 +51,11 @@ class SequentialAgent(Agent):
         super().start(session)
         self.vad = self.models.vad()
         self.segmenter = SpeechSegmenter(self.cfg.vad)
-        self.playback = Playback(self.cfg.runtime.max_reply_s)
+        self.voice = Voice(self.name, lambda: self.models.tts, self.emit, self.cfg.runtime.max_reply_s)
+        self.playback = self.voice.playback
         self.think = Worker(f"{self.name}-think", depth=1)
-        self.speak = Worker(f"{self.name}-speak", depth=SPEAK_DEPTH)
         self.history: list[dict] = []
         self.turn = 1
-        self.gen = 0
         self.state = "listening"   # -> "thinking" -> "speaking" -> "listening"
         self._audio: deque[np.ndarray] = deque()
         self._audio_t0 = 0.0       # conversation time of the first buffered sample
@@ -97,8 +84,8 @@ class SequentialAgent(Agent):
                 self._end_turn(t_end)
         else:
             self._collect()
-        out = self.playback.next_frame(len(user_frame))
-        for piece in self.playback.take_started():
+        out, started = self.voice.frame(len(user_frame))
+        for piece in started:
             self._on_piece_started(piece, t)
         if self.state != "listening" and self._reply_finished():
             self._finish_reply(t_end)
@@ -127,8 +114,7 @@ class SequentialAgent(Agent):
         self._audio.clear()
         self._heard_speech = False
         self._reset_reply()
-        self.gen += 1
-        self._start_reply(self.turn, self.gen, audio[:cut])
+        self._start_reply(self.turn, self.voice.new_generation(), audio[:cut])
 
     def _start_reply(self, turn: int, gen: int, audio: np.ndarray) -> None:
         """Hook for presets that do more at the end of a turn (the parallel pair starts its slow model)."""
@@ -140,17 +126,12 @@ class SequentialAgent(Agent):
             self.emit("error", self.turn, where="think", message=str(result.error))
             self._back_to_listening()
             return
-        if isinstance(result, ThinkDone) and result.gen == self.gen:
+        if isinstance(result, ThinkDone) and result.gen == self.voice.gen:
             self._done = result
             self._user_text = result.user_text
-        while (piece := self.speak.poll()) is not None:
-            if isinstance(piece, JobFailed):
-                self.emit("error", self.turn, where="speak", message=str(piece.error))
-                continue
-            if piece.gen != self.gen:
-                continue  # superseded: an override or a new turn
-            self._received += 1
-            self.playback.push(piece.audio, piece)
+        received = self.voice.collect()
+        if received:
+            self._received += received
             self.state = "speaking"
 
     def _on_piece_started(self, piece: Piece, t: float) -> None:
@@ -226,26 +207,12 @@ class SequentialAgent(Agent):
         return ThinkDone(turn, gen, user_text, reply, pieces)
 
     def _say(self, turn: int, gen: int, index: int, text: str) -> int:
-        """Queue one text piece for synthesis (waits for room: backpressure on the LLM). Returns 1 if queued."""
-        piece = Piece(turn, gen, index, text)
-        return int(self.speak.submit(lambda cancel: self._synthesize(piece), wait_s=30.0))
-
-    def _synthesize(self, piece: Piece) -> Piece | None:
-        if piece.gen != self.gen:
-            return None  # superseded before we got to it: do not spend the CPU
-        chunks = []
-        for chunk in self.models.tts.synthesize(piece.text):
-            if piece.index == 0 and not chunks:
-                self.emit("tts.first_audio", piece.turn)
-            chunks.append(chunk)
-        piece.audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-        self.emit("tts.piece", piece.turn, index=piece.index, text=piece.text, audio_s=round(seconds(len(piece.audio)), 3))
-        return piece
+        return self.voice.say(turn, gen, index, text)
 
     def close(self) -> None:
-        for worker in ("think", "speak"):
-            if hasattr(self, worker):
-                getattr(self, worker).close()
+        if hasattr(self, "think"):
+            self.think.close()
+            self.voice.close()
 
 
 class StreamingAgent(SequentialAgent):

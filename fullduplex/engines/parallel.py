@@ -121,7 +121,7 @@ class ParallelAgent(StreamingAgent):
                 self._slow_error_logged = True
             self._decided = True
         elif isinstance(result, SlowDone):
-            if result.gen == self.gen and not self._decided:
+            if result.gen == self.voice.gen and not self._decided:
                 self._override(result)
             else:  # the fast reply was over before the slow one came: the turn did not wait for it
                 self.emit("parallel.decision", result.turn, decision="too_late", heard_change=False,
@@ -139,8 +139,7 @@ class ParallelAgent(StreamingAgent):
             return
         # Continue with the slow model's content at the next piece boundary: a new generation.
         self.think.cancel()
-        self.gen += 1
-        gen, turn, user_text = self.gen, slow.turn, self._user_text
+        gen, turn, user_text = self.voice.new_generation(), slow.turn, self._user_text
         self.playback.drop_unstarted()
         self._done, self._received = None, 0
         self.think.submit(lambda cancel: self._say_all(turn, gen, user_text, text))

@@ -1,0 +1,84 @@
+"""The agent's mouth: text pieces -> text-to-speech (a worker thread) -> playback.
+
+Shared by every architecture that speaks with the TTS. Pieces are said with ``say()`` from worker
+threads (it waits for room: backpressure on whoever writes the text); ``collect()`` moves finished
+audio into playback on the audio path; ``frame()`` plays one frame and reports which pieces began.
+
+Every reply is a *generation*: ``new_generation()`` supersedes whatever was said before, and audio
+of an older generation is dropped wherever it is found (queued text is not even synthesised).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..audio.frames import seconds
+from .playback import Playback
+from .workers import JobFailed, Worker
+
+SPEAK_DEPTH = 8      # text pieces waiting for TTS, and synthesised pieces waiting for playback
+
+
+@dataclass
+class Piece:
+    """A unit of the agent's speech: its text and, once synthesised, its audio."""
+
+    turn: int
+    gen: int
+    index: int
+    text: str
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+
+class Voice:
+    def __init__(self, name: str, tts: Callable[[], Any], emit: Callable[..., Any], max_reply_s: float) -> None:
+        self._tts = tts                  # called lazily: the shared TTS model
+        self._emit = emit
+        self.speak = Worker(f"{name}-speak", depth=SPEAK_DEPTH)
+        self.playback = Playback(max_reply_s)
+        self.gen = 0
+
+    def new_generation(self) -> int:
+        self.gen += 1
+        return self.gen
+
+    def say(self, turn: int, gen: int, index: int, text: str) -> int:
+        """Queue one text piece for synthesis (worker threads only). Returns 1 if queued."""
+        piece = Piece(turn, gen, index, text)
+        return int(self.speak.submit(lambda cancel: self._synthesize(piece), wait_s=30.0))
+
+    def _synthesize(self, piece: Piece) -> Piece | None:
+        if piece.gen != self.gen:
+            return None  # superseded before we got to it: do not spend the CPU
+        chunks = []
+        for chunk in self._tts().synthesize(piece.text):
+            if piece.index == 0 and not chunks:
+                self._emit("tts.first_audio", piece.turn)
+            chunks.append(chunk)
+        piece.audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        self._emit("tts.piece", piece.turn, index=piece.index, text=piece.text,
+                   audio_s=round(seconds(len(piece.audio)), 3))
+        return piece
+
+    def collect(self) -> int:
+        """Move synthesised pieces of the current generation into playback; returns how many."""
+        received = 0
+        while (piece := self.speak.poll()) is not None:
+            if isinstance(piece, JobFailed):
+                self._emit("error", None, where="speak", message=str(piece.error))
+                continue
+            if piece.gen != self.gen:
+                continue  # superseded: an override, a barge-in or a new turn
+            received += 1
+            self.playback.push(piece.audio, piece)
+        return received
+
+    def frame(self, n: int) -> tuple[np.ndarray, list[Any]]:
+        out = self.playback.next_frame(n)
+        return out, self.playback.take_started()
+
+    def close(self) -> None:
+        self.speak.close()
