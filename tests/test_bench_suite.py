@@ -1,0 +1,189 @@
+"""The dev-suite builder: real scenarios cut from the shared recordings, checked on their audio."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from fullduplex.bench import suite as suite_mod
+from fullduplex.bench.scenarios import KINDS, load_suite
+from fullduplex.bench.suite import Draft, build_suite, write_scenario
+from fullduplex.errors import UserError
+
+FRAME = 800  # 50 ms
+
+
+def frame_db(audio: np.ndarray) -> np.ndarray:
+    n = len(audio) // FRAME
+    rms = np.sqrt(np.mean(audio[:n * FRAME].reshape(n, FRAME).astype(np.float64) ** 2, axis=1))
+    return 20 * np.log10(np.maximum(rms, 1e-6))
+
+
+def read(path: Path) -> np.ndarray:
+    audio, rate = sf.read(path, dtype="float32")
+    assert rate == 16000 and audio.ndim == 1
+    return audio
+
+
+def trailing_silence_s(audio: np.ndarray, below_db: float = -60.0) -> float:
+    db = frame_db(audio)
+    loud = np.flatnonzero(db > below_db)
+    return (len(db) - (loud[-1] + 1 if len(loud) else 0)) * FRAME / 16000
+
+
+def hashes(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def real_suite(shared_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("suite")
+    return build_suite(root, data_dir=shared_data, synthetic=False), root
+
+
+def test_real_part_has_every_kind_and_loads_cleanly(real_suite):
+    summary, root = real_suite
+    assert set(summary.counts) == {"real"}
+    for kind in KINDS:
+        assert summary.counts["real"][kind] >= 5, summary
+    scenarios, errors = load_suite(root)
+    assert errors == []
+    assert len(scenarios) == summary.total() and {s.source for s in scenarios} == {"real"}
+    assert sorted(s.id for s in scenarios) == summary.scenarios
+    for s in scenarios:
+        meta = json.loads((s.dir / "meta.json").read_text())
+        assert meta["source"] == "real" and meta["origin"] and meta["licence"]
+        assert "NC" not in meta["licence"]
+
+
+def test_timestamps_lie_inside_the_input(real_suite):
+    scenarios, _ = load_suite(real_suite[1])
+    for s in scenarios:
+        info = sf.info(str(s.input_path))
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        for item in s.annotation:
+            start, end = item["timestamp"]
+            assert 0 <= start <= end <= info.duration, (s.id, item)
+
+
+def test_turn_taking_ends_in_at_least_3_s_of_silence_after_speech(real_suite):
+    for s in load_suite(real_suite[1])[0]:
+        if s.kind != "turn_taking":
+            continue
+        audio = read(s.input_path)
+        turn_end = s.span[0]
+        assert trailing_silence_s(audio) >= 3.0, s.id
+        assert frame_db(audio[:int(turn_end * 16000)]).max() > -40, f"{s.id}: no speech before the turn end"
+        # Nothing after the turn end but the kept room tone: the other speaker is gone.
+        assert trailing_silence_s(audio) >= len(audio) / 16000 - turn_end - 0.35, s.id
+
+
+def test_pause_falls_on_low_energy_audio_between_speech(real_suite):
+    for s in load_suite(real_suite[1])[0]:
+        if s.kind != "pause":
+            continue
+        audio = read(s.input_path)
+        start, end = s.span
+        a, b = int(start * 16000), int(end * 16000)
+        outside = frame_db(np.concatenate([audio[:a], audio[b:]]))
+        speech_db = np.percentile(outside, 90)
+        pause = audio[a:b]
+        pause_db = 20 * np.log10(max(np.sqrt(np.mean(pause.astype(np.float64) ** 2)), 1e-6))
+        assert end - start >= 0.2, s.id
+        assert pause_db < speech_db - 12, f"{s.id}: pause {pause_db:.0f} dB vs speech {speech_db:.0f} dB"
+        # Speech on both sides, within a second: the user is mid-turn, and continues.
+        assert frame_db(audio[max(a - 16000, 0):a]).max() > speech_db - 10, s.id
+        assert frame_db(audio[b:b + 16000]).max() > speech_db - 10, s.id
+
+
+def test_interrupt_and_backchannel_shapes(real_suite):
+    for s in load_suite(real_suite[1])[0]:
+        audio = read(s.input_path)
+        if s.kind == "interrupt":
+            start, end = s.span
+            item = s.annotation[0]
+            assert item["context"].strip() and item["interrupt"].strip()
+            before = audio[int((start - 3.0) * 16000):int((start - 0.1) * 16000)]  # 50 ms pad kept
+            assert frame_db(before).max() < -60, f"{s.id}: no room for the agent's answer"
+            assert frame_db(audio[int(start * 16000):int(end * 16000)]).max() > -40, s.id
+            assert trailing_silence_s(audio) >= 3.0, s.id
+        if s.kind == "backchannel":
+            for item in s.annotation:  # the listener's audio is removed, only its timing kept
+                bs, be = item["timestamp"]
+                assert item["text"] == "[BACKCHANNEL]" and be - bs < 1.5
+                assert np.abs(audio[int(bs * 16000) + 160:int(be * 16000) - 160]).max() == 0, s.id
+
+
+def test_build_is_deterministic_and_prunes_its_leftovers(real_suite, shared_data, tmp_path):
+    summary, first = real_suite
+    second = tmp_path / "suite"
+    build_suite(second, data_dir=shared_data, synthetic=False)
+    assert hashes(first) == hashes(second)
+    # An interrupted build's temp folder and a scenario from an older build are removed on rebuild;
+    # folders the builder did not write are kept.
+    kind_dir = second / "real" / "pause"
+    (kind_dir / ".jfk-002.24.abc.part").mkdir()
+    (kind_dir / "old-scenario").mkdir()
+    (kind_dir / "old-scenario" / "meta.json").write_text(json.dumps({"builder": suite_mod.BUILDER}))
+    (kind_dir / "mine").mkdir()
+    (kind_dir / "mine" / "meta.json").write_text("{}")
+    again = build_suite(second, data_dir=shared_data, synthetic=False, kinds=["pause"], limit=2)
+    assert again.counts == {"real": {"pause": 2}}
+    left = sorted(p.name for p in kind_dir.iterdir())
+    assert left == sorted(["mine", *[Path(i).name for i in again.scenarios]])
+
+
+def test_a_failed_write_leaves_no_half_scenario(tmp_path, monkeypatch):
+    draft = Draft("pause", "x", np.zeros(1600, np.float32), [{"text": "[PAUSE]", "timestamp": [0.0, 0.1]}],
+                  {"source": "real", "origin": "test", "licence": "none"})
+    assert write_scenario(tmp_path, draft) == "real/pause/x"
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(suite_mod.sf, "write", boom)
+    with pytest.raises(OSError):
+        write_scenario(tmp_path, Draft("pause", "y", draft.audio, draft.annotation, draft.meta))
+    with pytest.raises(OSError):  # replacing an existing scenario: the old one stays whole
+        write_scenario(tmp_path, draft)
+    assert sorted(p.name for p in (tmp_path / "real" / "pause").iterdir()) == ["x"]
+    assert sorted(p.name for p in (tmp_path / "real" / "pause" / "x").iterdir()) == ["input.wav", "meta.json",
+                                                                                      "pause.json"]
+
+
+def test_licences_are_copied_but_never_the_non_commercial_ones(real_suite):
+    root = real_suite[1]
+    names = sorted(p.name for p in (root / "licenses").iterdir())
+    assert names == ["lhotse.Apache-2.0.txt", "openai-whisper.MIT.txt", "pyannote-audio.MIT.txt"]
+    assert "CC BY 4.0" in (root / "LICENCES.md").read_text()
+    assert not any("Full-Duplex-Bench" in p.name or "fdb" in p.name.lower() for p in root.rglob("*"))
+
+
+def test_missing_data_dir_says_to_pass_data(tmp_path):
+    with pytest.raises(UserError) as err:
+        build_suite(tmp_path / "suite", data_dir=tmp_path / "nowhere")
+    message = str(err.value)
+    assert "--data" in message and "\n" not in message
+    assert not (tmp_path / "suite").exists()
+
+
+def test_synthetic_turn_taking_is_deterministic(shared_data, tmp_path):
+    """Two builds of one synthetic turn (one short Piper utterance each), byte for byte."""
+    pytest.importorskip("piper")
+    runs = []
+    for name in ("a", "b"):
+        summary = build_suite(tmp_path / name, data_dir=shared_data, seed=3, kinds=["turn_taking"], limit=1)
+        assert summary.counts["synthetic"] == {"turn_taking": 1}
+        runs.append(hashes(tmp_path / name))
+    assert runs[0] == runs[1]
+    (scenario,) = [s for s in load_suite(tmp_path / "a")[0] if s.source == "synthetic"]
+    audio = read(scenario.input_path)
+    turn_end = scenario.span[0]
+    assert frame_db(audio[:int(turn_end * 16000)]).max() > -30
+    assert trailing_silence_s(audio) >= len(audio) / 16000 - turn_end - 0.06
