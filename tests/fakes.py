@@ -32,11 +32,38 @@ class ScriptedVad:
 
 
 class InstantStt:
-    def __init__(self, text: str = "hello there") -> None:
-        self.text = text
+    """Says ``text`` for any audio; with ``by_time`` [(t, text), ...] a stream says the text of the
+    latest entry whose time its audio has reached (time since the stream opened, pre-roll included)."""
+
+    def __init__(self, text: str = "hello there", by_time: list[tuple[float, str]] | None = None) -> None:
+        self.text, self.by_time = text, by_time
 
     def transcribe(self, audio):
         return Transcript(self.text)
+
+    def stream(self):
+        return _ScriptedStream(self)
+
+
+class _ScriptedStream:
+    def __init__(self, stt: InstantStt) -> None:
+        self.stt, self.samples = stt, 0
+
+    def _text(self) -> str:
+        if self.stt.by_time is None:
+            return self.stt.text
+        reached = [text for t, text in self.stt.by_time if self.samples / SAMPLE_RATE >= t]
+        return reached[-1] if reached else ""
+
+    def push(self, audio):
+        self.samples += len(audio)
+        return None
+
+    def partial(self):
+        return Transcript(self._text(), final=False)
+
+    def finish(self):
+        return Transcript(self._text())
 
 
 class ScriptedLlm:

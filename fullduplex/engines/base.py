@@ -49,7 +49,8 @@ class Agent:
         self.session = session
 
     def step(self, user_frame: np.ndarray, t: float) -> np.ndarray:
-        """Consume the user's frame that starts at ``t``; return the agent's frame for the same span."""
+        """Consume the user's frame that starts at ``t``; return the agent's next frame, which plays
+        from the end of this one (``t + frame``): events about what it plays are stamped there."""
         raise NotImplementedError
 
     def close(self) -> None:

@@ -86,9 +86,9 @@ class SequentialAgent(Agent):
             self._collect()
         out, started = self.voice.frame(len(user_frame))
         for piece in started:
-            self._on_piece_started(piece, t)
+            self._on_piece_started(piece, t_end)
         if self.state != "listening" and self._reply_finished():
-            self._finish_reply(t_end)
+            self._finish_reply(t)   # the last frame with audio played until this frame's start
         return out
 
     def _buffer(self, frame: np.ndarray, t: float) -> None:

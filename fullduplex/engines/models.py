@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 from ..config import Config
+from ..errors import UserError
 from ..models.llm import LanguageModel, load_llm
 from ..models.stt import SpeechToText, load_stt
 from ..models.tts import TextToSpeech, load_tts
@@ -24,6 +25,9 @@ class ModelStack:
         self._llm: LanguageModel | None = None
         self._slow_llm: LanguageModel | None = None
         self._tts: TextToSpeech | None = None
+        self._backchannels = None
+        self._turn_model = None
+        self._turn_model_loaded = False
 
     def vad(self) -> SileroVad:
         return SileroVad()
@@ -56,6 +60,31 @@ class ModelStack:
             if self._tts is None:
                 self._tts = load_tts(self.cfg.tts)
             return self._tts
+
+    @property
+    def backchannels(self):
+        """Acknowledgement clips, synthesised once by the TTS (the duplex engine's backchannels)."""
+        from .backchannels import BackchannelBank
+        tts = self.tts
+        with self._lock:
+            if self._backchannels is None:
+                self._backchannels = BackchannelBank(tts)
+            return self._backchannels
+
+    @property
+    def turn_model(self):
+        """The trained predictive end-of-turn model, or None where it is not available."""
+        with self._lock:
+            if not self._turn_model_loaded:
+                self._turn_model_loaded = True
+                try:
+                    from ..turn.model import TurnPredictor
+                    self._turn_model = TurnPredictor.load()
+                except (ImportError, UserError) as e:  # no trained model: the engine uses its text rule
+                    import sys
+                    print(f"fullduplex: note: the predictive turn model is unavailable ({e}); "
+                          "using the text rule", file=sys.stderr)
+            return self._turn_model
 
     def load_all(self) -> None:
         """Load every model now (start-up), so the first turn does not pay for loading; check endpoints."""

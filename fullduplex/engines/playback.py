@@ -2,9 +2,11 @@
 
 Each segment is a piece of speech (a sentence, a backchannel) with a tag saying what it is. The
 playback reports which segments *started* in each frame, which is how an agent knows what the user
-has actually heard. Two ways to cut it short:
+has actually heard. Ways to cut it short:
 - ``drop_unstarted()``: forget segments not yet begun (an override at a piece boundary, no word cut);
-- ``stop()``: the single interruption primitive: a short fade (no click) and everything else dropped.
+- ``stop()``: the single interruption primitive: a short fade (no click) and everything else dropped;
+  ``interrupt()`` is ``stop()`` that keeps the rest aside, so ``resume()`` can go on if the user
+  only said "mm-hm".
 """
 
 from __future__ import annotations
@@ -78,6 +80,17 @@ class Playback:
         if fade:
             self._segments.append([rest[:fade] * np.linspace(1.0, 0.0, fade, dtype=np.float32), None, 0])
         return len(rest) - fade
+
+    def interrupt(self, fade_ms: float = 15.0) -> list[list]:
+        """Yield the floor but keep what was left to say: fade out now, and return the segments that
+        ``resume()`` would play again, the interrupted one from its start (a person restarts the sentence)."""
+        held = [[a, tag, 0] for a, tag, _ in self._segments if tag is not None]
+        self.stop(fade_ms)
+        return held
+
+    def resume(self, held: list[list]) -> None:
+        for audio, tag, _ in held:
+            self._segments.append([audio, tag, 0])
 
     def reset(self) -> None:
         self._segments.clear()

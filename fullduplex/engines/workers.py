@@ -65,7 +65,15 @@ class Worker:
             return None
 
     def cancel(self) -> None:
+        """Stop the running job (at its next check) and drop the queued ones."""
         self._cancel.set()
+        while True:
+            try:
+                self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            with self._pending_lock:
+                self._pending -= 1
 
     def _run(self) -> None:
         while True:
@@ -86,11 +94,6 @@ class Worker:
                     self._pending -= 1
 
     def close(self, timeout: float = 5.0) -> None:
-        self._cancel.set()
-        while True:  # drop what never started, then ask the thread to stop
-            try:
-                self._jobs.get_nowait()
-            except queue.Empty:
-                break
+        self.cancel()
         self._jobs.put(None)
         self._thread.join(timeout)

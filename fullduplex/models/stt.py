@@ -51,6 +51,11 @@ class SttStream:
         self._chunks.append(np.asarray(audio, dtype=np.float32))
         return None
 
+    def partial(self) -> Transcript:
+        """The transcript of everything pushed so far, now (a full pass for non-streaming backends)."""
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+        return Transcript(self._stt.transcribe(audio).text, final=False)
+
     def finish(self) -> Transcript:
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
         return self._stt.transcribe(audio)
@@ -123,6 +128,12 @@ class MoonshineStream(SttStream):
             self._stream.add_audio(np.asarray(audio, np.float32).tolist(), SAMPLE_RATE)
         if not self._changed:
             return None
+        self._changed = False
+        return Transcript(self._text(), final=False)
+
+    def partial(self) -> Transcript:
+        with self._stt._lock:
+            self._stream.update_transcription(0)
         self._changed = False
         return Transcript(self._text(), final=False)
 

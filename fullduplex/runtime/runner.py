@@ -1,7 +1,8 @@
 """Run an agent over a user stream, frame by frame, in real time.
 
-Frame ``i`` is handed to the agent when the clock reaches ``i * frame``; the agent's frame is
-recorded at the same place on the timeline. If a step overruns, later frames are fed late (the
+Frame ``i`` is handed to the agent when the clock reaches ``i * frame``. The frame the agent returns
+is what it plays *next*: it is recorded one frame later on the timeline, as a real device would play
+it (the agent cannot answer audio it has not yet received). If a step overruns, later frames are fed late (the
 clock does not wait), and the run reports it: ``late_frames`` and the p99 step time say whether
 the agent kept real time.
 """
@@ -51,6 +52,7 @@ def run_agent(agent: Agent, user_audio: np.ndarray, frame_ms: int, clock: Clock 
     show = progress and sys.stderr.isatty()
     agent.start(Session(clock=clock, events=events, frame_samples=n))
     clock.restart()
+    playing = np.zeros(n, np.float32)   # the agent's frame for the current span: returned one step ago
     cpu0 = time.process_time()
     try:
         for i in range(n_frames):
@@ -62,7 +64,8 @@ def run_agent(agent: Agent, user_audio: np.ndarray, frame_ms: int, clock: Clock 
             w0 = time.perf_counter()
             out = as_frame(agent.step(frame, t), n)
             step_ms.append((time.perf_counter() - w0) * 1000)
-            recorder.add(frame, out)
+            recorder.add(frame, playing)
+            playing = out
             if show and i % max(1, int(1 / frame_s)) == 0:
                 print(f"\r  {t:6.1f} / {n_frames * frame_s:.1f} s", end="", file=sys.stderr, flush=True)
         clock.sleep_until(n_frames * frame_s)

@@ -1,0 +1,352 @@
+"""Architecture 5 on two CPU cores: the full-duplex engine, our embedded default.
+
+Not a pipeline with turns but one loop that is always listening and may always speak. Per frame:
+
+- **Listening never stops.** The VAD runs on every frame; the ``Ear`` streams the user's audio to the
+  recogniser in its own thread from the first word of each user turn, also while the agent talks.
+  The user's channel is the only input: the agent's own audio is never fed back as the user (in a
+  room, the browser's echo cancellation keeps it out of the microphone).
+- **Answers at once.** At every pause the ear is asked for the transcript so far, the turn model
+  says how likely the user is done, and above ``draft_p`` a reply is drafted (LLM + TTS, held back,
+  not played). When the silence reaches the model's wait (short when it is sure, long when the user
+  trails off on "and" or "um"), the agent takes the floor and the draft is already audio. If the user
+  goes on instead, the draft is dropped.
+- **Holds through pauses, and backchannels.** A pause where the model says "holding" gets no reply;
+  if the user has talked for a while, it may get a quiet "yeah" / "right" (``BackchannelTiming``).
+- **Yields to interruptions.** User speech starting over the agent's reply makes it fade out at once
+  (the VAD confirms speech ~100 ms after its onset) and set the rest aside. If what the user said
+  turns out to be a backchannel ("mm-hm", "yeah": short, and only such words), the agent goes on,
+  restarting the sentence it was in. Otherwise it is a barge-in: the rest is dropped, the history
+  keeps only what the user heard, and the user's words become the next turn.
+- **Overlap policy.** The user wins every simultaneous start: the agent never begins in speech and
+  yields to speech that begins under it, so two starts at once resolve as a barge-in (or, if it was
+  only a backchannel, as a brief restart).
+
+Threads: ear (STT), think (LLM), speak (TTS); ``step()`` does the VAD, cheap decisions and moves audio.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..audio.frames import SAMPLE_RATE, seconds
+from ..models.vad import SpeechSegmenter
+from .backchannels import BackchannelBank
+from .base import Agent, Session
+from .cascade import ThinkDone
+from .ear import Ear
+from .floor_policy import BackchannelTiming, EndOfTurn, is_backchannel
+from .text_pieces import TextPieces
+from .voice import Piece, Voice
+from .workers import JobFailed, Worker
+
+PREROLL_S = 0.3        # audio before the VAD's speech start handed to the recogniser
+TAIL_S = 2.0           # trailing audio the turn model reads
+BACKCHANNEL_MAX_S = 0.8  # user speech over the agent longer than this is a barge-in, whatever it says
+P_EVERY_S = 0.06       # how often the turn model is asked during a pause
+
+
+@dataclass
+class UserTurn:
+    id: int
+    start: float
+    text: str = ""
+    text_s: float = 0.0            # seconds of the turn's audio the text covers
+    asked: bool = False            # the ear was asked for the transcript at this pause
+    answered: bool = False         # ... and has answered
+    speech_s: float = 0.0          # user speech in this turn since the last backchannel
+    p_done: float = 0.0
+    p_at: float = -1.0
+    committed: bool = False        # the agent has decided to take the floor
+
+
+@dataclass
+class Reply:
+    turn: int
+    gen: int
+    user_text: str
+    done: ThinkDone | None = None
+    received: int = 0
+    spoken: dict = field(default_factory=dict)   # piece index -> text the user has begun hearing
+    playing: bool = False
+    held: list | None = None        # set aside while the user talks over us
+    yield_t: float = 0.0
+
+
+class DuplexAgent(Agent):
+    name = "duplex"
+    description = ("architecture 5 on CPU: always listening, speculative replies ready at the turn end, "
+                   "backchannels, yields to interruptions (the embedded default)")
+
+    def __init__(self, models, cfg) -> None:
+        super().__init__(models, cfg)
+        self.end_of_turn = EndOfTurn(getattr(models, "turn_model", None))
+        self.bc_timing = BackchannelTiming()
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.models.backchannels  # noqa: B018 - synthesised once per stack, before the clock starts
+
+    def start(self, session: Session) -> None:
+        super().start(session)
+        self.vad = self.models.vad()
+        self.segmenter = SpeechSegmenter(self.cfg.vad)
+        self.voice = Voice(self.name, lambda: self.models.tts, self.emit, self.cfg.runtime.max_reply_s)
+        self.playback = self.voice.playback
+        self.ear = Ear(lambda: self.models.stt, self.emit)
+        self.think = Worker(f"{self.name}-think", depth=1)
+        self.history: list[dict] = []
+        self._turn_ids = 0
+        self.user: UserTurn | None = None
+        self.reply: Reply | None = None
+        self.draft: Reply | None = None
+        self._tail: deque[np.ndarray] = deque(maxlen=int(TAIL_S * SAMPLE_RATE / max(1, session.frame_samples)) + 1)
+        self._held_draft: list[Piece] = []   # the draft's synthesised pieces, not played until we take the floor
+        self._last_bc = -1e9
+
+    # -- the audio path ------------------------------------------------------------------------------
+    def step(self, user_frame: np.ndarray, t: float) -> np.ndarray:
+        t_end = t + seconds(len(user_frame))
+        for edge in self.segmenter.push(self.vad.push(user_frame)):
+            self.emit(f"vad.{edge.kind}", self.user.id if self.user else None, t=edge.t)
+            if edge.kind == "speech_start":
+                self._on_user_speech(edge.t, t)
+        self._tail.append(user_frame)
+        self.ear.push(user_frame)
+        if self.segmenter.in_speech and self.user is not None:
+            self.user.speech_s += seconds(len(user_frame))
+        for heard in self.ear.poll():
+            self._on_heard(heard, t_end)
+        self._collect()
+        if self.reply is not None and self.reply.held is not None:
+            self._judge_overlap(t_end)
+        elif self.user is not None and self.segmenter.silence_s > 0:
+            self._in_pause(t_end)    # from the first silent VAD chunk: the segmenter's hangover is not waited for
+        out, started = self.voice.frame(len(user_frame))
+        for tag in started:
+            self._on_started(tag, t_end)   # ``out`` plays from the end of this frame
+        if self.reply is not None and self._reply_over():
+            self._finish_reply(t)
+        return out
+
+    def _new_user_turn(self, onset: float, now: float) -> None:
+        """Open the user's turn at ``onset``; the recogniser gets the audio from just before it until ``now``."""
+        self._turn_ids += 1
+        self.user = UserTurn(self._turn_ids, onset)
+        recent = np.concatenate(list(self._tail)) if self._tail else np.zeros(0, np.float32)
+        back = int((now - onset + PREROLL_S) * SAMPLE_RATE)
+        self.ear.open(self.user.id, recent[-back:] if back < len(recent) else recent)
+
+    def _on_user_speech(self, onset: float, t: float) -> None:
+        reply = self.reply
+        if reply is not None and reply.playing and reply.held is None and self.playback.active:
+            reply.held = self.playback.interrupt()
+            reply.yield_t = onset
+            # stamped where the fade begins: the frame we return next plays from the end of this one
+            self.emit("bargein.yield", reply.turn, t=t + seconds(self.session.frame_samples), onset=round(onset, 3))
+            self._new_user_turn(onset, t)      # the overlap is heard as a turn of its own
+            return
+        if self.user is None:
+            self._new_user_turn(onset, t)
+            return
+        if self.user.committed and reply is not None and not reply.playing:
+            self.emit("turn.resumed", self.user.id, t=t)   # we decided too soon: the user goes on
+            self._drop_reply()
+            self.user.committed = False
+        if self.draft is not None:
+            self.emit("draft.discarded", self.user.id, t=t, text=self.draft.user_text)
+            self._drop_draft()
+        self.user.asked = False
+
+    def _on_heard(self, heard, t: float) -> None:
+        user = self.user
+        if user is None or heard.turn != user.id:
+            return
+        if heard.text != user.text:
+            self.emit("stt.partial", user.id, t=t, text=heard.text)
+        user.text, user.text_s = heard.text, heard.audio_s
+        if heard.asked:
+            user.answered = True
+            user.p_at = -1.0   # the words up to the pause: ask the turn model again
+
+    def _in_pause(self, t: float) -> None:
+        user = self.user
+        silence = self.segmenter.silence_s
+        if user.committed:
+            return
+        if not user.asked and silence >= 0.06:
+            self._ask(user)                      # the transcript up to this pause
+        if t - user.p_at >= P_EVERY_S:
+            user.p_done = self.end_of_turn.p_done(np.concatenate(list(self._tail)), user.text, silence)
+            user.p_at = t
+        p = user.p_done
+        if not (user.answered and user.text):
+            return   # decide only on the words up to this pause
+        if p >= self.end_of_turn.timing.draft_p and (self.draft is None or self.draft.user_text != user.text):
+            self._start_draft(user, t)
+        if self.end_of_turn.should_take_floor(p, silence):
+            self._take_floor(user, t, p, silence)
+        elif self.bc_timing.fits(user.speech_s, t - self._last_bc, silence, p) and self.reply is None:
+            self._backchannel(user, t)
+
+    def _ask(self, user: UserTurn) -> None:
+        user.asked, user.answered = True, False
+        self.ear.refresh()
+
+    def _take_floor(self, user: UserTurn, t: float, p: float, silence: float) -> None:
+        user.committed = True
+        self.emit("turn.end", user.id, t=t, speech_end=round(self.segmenter.last_speech_end, 6), p_done=round(p, 3),
+                  silence_ms=round(silence * 1000), detector="duplex")
+        if self.draft is None or self.draft.user_text != user.text:
+            if self.draft is not None:
+                self._drop_draft()
+            self._start_draft(user, t)
+        self.reply, self.draft = self.draft, None
+        self.playback.resume([[p_.audio, p_, 0] for p_ in self._held_draft])  # what the draft already has
+        self._held_draft = []
+
+    def _backchannel(self, user: UserTurn, t: float) -> None:
+        text, audio = self.models.backchannels.next()
+        self.playback.push(audio, ("backchannel", text))
+        self._last_bc = t
+        user.speech_s = 0.0
+        self.emit("backchannel", user.id, t=t, text=text, audio_s=round(seconds(len(audio)), 3))
+
+    # -- drafts and replies --------------------------------------------------------------------------
+    def _start_draft(self, user: UserTurn, t: float) -> None:
+        if self.draft is not None:
+            self._drop_draft()
+        gen = self.voice.new_generation()
+        self.draft = Reply(user.id, gen, user.text)
+        self._held_draft: list[Piece] = []
+        self.emit("draft.start", user.id, t=t, text=user.text, p_done=round(user.p_done, 3))
+        turn, text = user.id, user.text
+        self.think.submit(lambda cancel: self._generate(turn, gen, text, cancel))
+
+    def _drop_draft(self) -> None:
+        self.think.cancel()
+        self.voice.new_generation()
+        self.draft = None
+        self._held_draft = []
+
+    def _drop_reply(self) -> None:
+        self.think.cancel()
+        self.voice.new_generation()
+        self.playback.reset()
+        self.reply = None
+
+    def _collect(self) -> None:
+        result = self.think.poll()
+        if isinstance(result, JobFailed):
+            self.emit("error", None, where="think", message=str(result.error))
+        elif isinstance(result, ThinkDone):
+            for r in (self.reply, self.draft):
+                if r is not None and r.gen == result.gen:
+                    r.done = result
+        while (piece := self.voice.speak.poll()) is not None:
+            if isinstance(piece, JobFailed):
+                self.emit("error", None, where="speak", message=str(piece.error))
+            elif self.reply is not None and piece.gen == self.reply.gen:
+                self.reply.received += 1
+                if self.reply.held is not None:
+                    self.reply.held.append([piece.audio, piece, 0])
+                else:
+                    self.playback.push(piece.audio, piece)
+            elif self.draft is not None and piece.gen == self.draft.gen:
+                self.draft.received += 1
+                self._held_draft.append(piece)
+
+    def _on_started(self, tag, t: float) -> None:
+        if not isinstance(tag, Piece) or self.reply is None or tag.gen != self.reply.gen:
+            return
+        reply = self.reply
+        if not reply.playing:
+            reply.playing = True
+            self.emit("playback.start", reply.turn, t=t, text=tag.text)
+            if self.user is not None and self.user.id == reply.turn:
+                self.ear.close()     # the user's turn is over: we have the floor
+                self.user = None
+        if tag.index not in reply.spoken:
+            reply.spoken[tag.index] = tag.text
+            self.emit("playback.piece", reply.turn, t=t, index=tag.index, text=tag.text)
+
+    def _reply_over(self) -> bool:
+        r = self.reply
+        if r.held is not None or r.done is None:
+            return False
+        return r.received >= r.done.pieces and not self.playback.active
+
+    def _finish_reply(self, t: float) -> None:
+        r = self.reply
+        spoken = " ".join(r.spoken[i] for i in sorted(r.spoken))
+        if r.playing:
+            self.emit("playback.end", r.turn, t=t, text=spoken)
+        if r.user_text and spoken:
+            self.history += [{"role": "user", "content": r.user_text}, {"role": "assistant", "content": spoken}]
+        if self.user is not None and self.user.id == r.turn:   # nothing was said (an empty reply)
+            self.ear.close()
+            self.user = None
+        self.reply = None
+
+    # -- talking over the agent ----------------------------------------------------------------------
+    def _judge_overlap(self, t: float) -> None:
+        """While yielded: resume for a backchannel, or give the floor up for a barge-in."""
+        reply, user = self.reply, self.user
+        length = (self.segmenter.last_speech_end if not self.segmenter.in_speech else t) - reply.yield_t
+        if self.segmenter.in_speech and length <= BACKCHANNEL_MAX_S:
+            return
+        if not self.segmenter.in_speech and length <= BACKCHANNEL_MAX_S:
+            if user is not None and not user.asked:
+                self._ask(user)
+                return
+            if user is not None and not user.answered:
+                return   # waiting for the ear's answer
+            if user is None or is_backchannel(user.text):
+                self.emit("bargein.backchannel", reply.turn, t=t, text=user.text if user else "")
+                self.playback.resume(reply.held)
+                reply.held = None
+                self.ear.close()
+                self.user = None
+                return
+        self._barge_in(t)
+
+    def _barge_in(self, t: float) -> None:
+        reply = self.reply
+        heard = " ".join(reply.spoken[i] for i in sorted(reply.spoken))
+        self.emit("bargein", reply.turn, t=t, heard=heard, user_text=self.user.text if self.user else "")
+        if reply.user_text and heard:
+            self.history += [{"role": "user", "content": reply.user_text}, {"role": "assistant", "content": heard + " —"}]
+        self._drop_reply()
+
+    # -- the think thread ----------------------------------------------------------------------------
+    def messages(self, user_text: str) -> list[dict]:
+        keep = self.history[-2 * self.cfg.llm.history_turns:] if self.cfg.llm.history_turns else []
+        return [{"role": "system", "content": self.cfg.llm.system_prompt}, *keep,
+                {"role": "user", "content": user_text}]
+
+    def _generate(self, turn: int, gen: int, user_text: str, cancel: threading.Event) -> ThinkDone:
+        cutter = TextPieces(first_clause=True)
+        tokens: list[str] = []
+        pieces = 0
+        for token in self.models.llm.stream(self.messages(user_text), cancel):
+            if not tokens:
+                self.emit("llm.first_token", turn)
+            tokens.append(token)
+            for text in cutter.push(token):
+                pieces += self.voice.say(turn, gen, pieces, text)
+        reply = "".join(tokens).strip()
+        self.emit("llm.done", turn, text=reply, tokens=len(tokens), gen=gen)
+        if not cancel.is_set():
+            for text in cutter.flush():
+                pieces += self.voice.say(turn, gen, pieces, text)
+        return ThinkDone(turn, gen, user_text, reply, pieces)
+
+    def close(self) -> None:
+        if hasattr(self, "think"):
+            self.think.close()
+            self.voice.close()
+            self.ear.shutdown()

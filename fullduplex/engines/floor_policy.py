@@ -1,0 +1,91 @@
+"""Who should speak next: the duplex agent's three small decisions, each a pure function of what it
+has heard, so they can be tested alone.
+
+- ``EndOfTurn``: how likely the user is done (the predictive turn model on the trailing audio and the
+  streaming transcript) and so how long a silence to wait before taking the floor.
+- ``BackchannelTiming``: when, while the user holds the floor, a short acknowledgement fits.
+- ``is_backchannel``: whether what the user said over the agent was only "mm-hm", "yeah", ...
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+BACKCHANNEL_WORDS = frozenset(
+    "mm mhm mmhm hm hmm uh huh uhhuh yeah yea yep yes yup right okay ok sure alright aha ah oh wow "
+    "i see true exactly totally got it cool nice".split())
+
+
+def is_backchannel(text: str, max_words: int = 3) -> bool:
+    """True for "mm-hm", "yeah", "oh right", "I see" (and for silence-like nothing), not for content."""
+    words = re.findall(r"[a-z']+", text.lower().replace("-", ""))
+    return len(words) <= max_words and all(w in BACKCHANNEL_WORDS for w in words)
+
+
+@dataclass(frozen=True)
+class TurnTiming:
+    min_silence_s: float = 0.20   # never take the floor in a shorter gap: gaps inside phrases are this short
+    max_extra_s: float = 1.6      # a user who is surely not done gets this much more (then we answer anyway)
+    draft_p: float = 0.25         # start preparing an answer above this probability (cheap to discard)
+
+
+class EndOfTurn:
+    """P(user done) -> the silence after which the agent takes the floor: ``min + extra * (1 - p)^2``.
+
+    ``predictor`` is the trained turn model (``fullduplex.turn``) when installed with its data;
+    without it, a transparent text rule stands in (trailing conjunction/filler -> holding).
+    """
+
+    def __init__(self, predictor=None, timing: TurnTiming = TurnTiming()) -> None:
+        self.predictor = predictor
+        self.timing = timing
+
+    def p_done(self, audio_tail: np.ndarray, text: str, silence_s: float) -> float:
+        if self.predictor is not None:
+            return float(self.predictor.predict(audio_tail, text, silence_s))
+        return text_rule(text)
+
+    def wait_s(self, p: float) -> float:
+        return self.timing.min_silence_s + self.timing.max_extra_s * (1.0 - p) ** 2
+
+    def should_take_floor(self, p: float, silence_s: float) -> bool:
+        return silence_s >= self.wait_s(p)
+
+
+_HOLD = frozenset("and but or so because um uh er like the a an to of with i my your if when then".split())
+
+
+def text_rule(text: str) -> float:
+    words = re.findall(r"[a-z']+", text.lower())
+    if not words:
+        return 0.0
+    stripped = text.rstrip(" \"')")
+    if words[-1] in _HOLD or stripped.endswith((",", "...", "-")):
+        return 0.1
+    if stripped.endswith("?"):
+        return 0.9
+    if stripped.endswith((".", "!")) and len(words) >= 3:
+        return 0.75
+    return 0.4
+
+
+@dataclass
+class BackchannelTiming:
+    """Acknowledge at a short pause after a stretch of the user's speech, while they are holding the floor.
+
+    People backchannel at pauses after clause ends, roughly every few seconds of the speaker's talk
+    and rarely twice in a row; these defaults follow that and are tuned by the bench's JSD.
+    """
+
+    min_speech_s: float = 2.0      # of user speech since the turn began or the last backchannel
+    min_gap_s: float = 5.0         # between two backchannels
+    pause_from_s: float = 0.18     # the pause must have lasted this long (a real gap, not a stop consonant)
+    pause_to_s: float = 0.6        # ... and not longer: by then it is a late acknowledgement
+    max_p_done: float = 0.6        # above this the user is likely done: answer instead
+
+    def fits(self, speech_since_s: float, since_last_s: float, silence_s: float, p_done: float) -> bool:
+        return (speech_since_s >= self.min_speech_s and since_last_s >= self.min_gap_s
+                and self.pause_from_s <= silence_s <= self.pause_to_s and p_done <= self.max_p_done)

@@ -1,0 +1,270 @@
+"""Architecture 5 on a GPU: Kyutai's Moshi inside the two-stream runtime.
+
+One network hears the user's stream and speaks its own, 80 ms at a time, with a text "inner
+monologue". The runtime ticks faster (20 ms at 16 kHz), so:
+
+- ``step()`` resamples the user's audio to 24 kHz and cuts it into Moshi frames (1920 samples); each
+  frame goes to one worker thread (a bounded queue of ``queue_frames``) that runs Mimi encode ->
+  ``LMGen.step`` -> Mimi decode. If the model falls behind, a frame that finds the queue full is dropped
+  and a ``moshi.lag`` event says so: latency never grows without bound.
+- Decoded audio comes back resampled to 16 kHz into a playout buffer of at most ``playout_frames``
+  frames (older audio is dropped past that, also reported); ``step()`` plays it out a tick at a time
+  and plays silence while nothing is ready.
+- Each text token that is not padding becomes an ``agent.text`` event at the moment its frame's audio
+  starts playing; ``moshi.step`` events carry the per-frame compute time every 2 s and ``moshi.summary``
+  closes the session (frames run and dropped, compute percentiles, whether it kept real time).
+
+Torch and ``moshi`` are imported only when an agent is prepared: importing this module is free.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..audio.frames import SAMPLE_RATE, silence
+from ..audio.resample import StreamResampler
+from .base import Agent, Session
+from .workers import JobFailed, Worker
+
+REPORT_EVERY_S = 2.0      # how often a moshi.step event summarises the compute time of the frames since the last
+LAG_EVERY_S = 1.0         # at most one moshi.lag event per second of conversation (with counts)
+
+
+@dataclass
+class FrameOut:
+    """What the worker made of one Moshi frame of user audio."""
+
+    index: int
+    audio: np.ndarray | None          # 24 kHz agent audio (None: the model produced none yet)
+    text_ids: list[int] = field(default_factory=list)
+    encode_ms: float = 0.0
+    lm_ms: float = 0.0
+    decode_ms: float = 0.0
+    wait_ms: float = 0.0              # time in the queue before the worker took it
+
+    @property
+    def compute_ms(self) -> float:
+        return self.encode_ms + self.lm_ms + self.decode_ms
+
+
+def _pct(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 2) if values else 0.0
+
+
+class MoshiAgent(Agent):
+    name = "moshi"
+    description = ("architecture 5: Kyutai's Moshi, one network for both streams with a text inner monologue "
+                   "(needs a CUDA GPU for real time; --moshi-dir or a Hugging Face repo)")
+
+    def __init__(self, models, cfg) -> None:
+        super().__init__(models, cfg)
+        self.model = None        # a pooled moshi_loader.MoshiModel, owned from prepare()/start() to close()
+
+    # -- life cycle ---------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Load Moshi (or take a loaded one from the pool) before the clock starts."""
+        if self.model is None:
+            from ..models.moshi_loader import acquire
+            self.model = acquire(self.cfg.moshi)
+
+    def start(self, session: Session) -> None:
+        super().start(session)
+        self.prepare()
+        import torch
+        from moshi.models import LMGen
+
+        m, mc = self.model, self.cfg.moshi
+        sampling = {**(m.info.lm_gen_config or {}), "temp": mc.temp, "temp_text": mc.temp_text,
+                    "top_k": mc.top_k, "top_k_text": mc.top_k_text}
+        if mc.seed is not None:
+            torch.manual_seed(mc.seed)
+        self._torch = torch
+        self._gen = LMGen(m.lm, **sampling)
+        self._streams = ExitStack()
+        self._streams.enter_context(m.mimi.streaming(1))
+        self._streams.enter_context(self._gen.streaming(1))
+        self._frame_s = m.frame_s
+        self._out_frame = int(round(m.frame_s * SAMPLE_RATE))    # 16 kHz samples per Moshi frame
+        self._to_moshi = StreamResampler(SAMPLE_RATE, m.sample_rate)
+        self._from_moshi = StreamResampler(m.sample_rate, SAMPLE_RATE)
+        self._inbox = np.zeros(0, np.float32)                    # 24 kHz user audio not yet a whole frame
+        self.worker = Worker(self.name, depth=max(1, mc.queue_frames))
+        self._frames_in = 0                                      # Moshi frames cut from the user's stream
+        self._playout = np.zeros(0, np.float32)                  # 16 kHz agent audio waiting to be played
+        self._read_pos = 0                                       # absolute playout positions (samples)
+        self._out_base: int | None = None                        # where the resampled agent stream begins
+        self._out_chunks = 0                                     # Moshi frames of agent audio resampled so far
+        self._marks: deque[tuple[int, str, int, int]] = deque()  # (position, text, frame, token) to announce
+        self._max_playout = max(1, mc.playout_frames) * self._out_frame
+        self.stats = {"run": 0, "dropped": 0, "trimmed_samples": 0, "underrun_samples": 0, "slow": 0,
+                      "failed": 0, "text_tokens": 0}
+        self._compute_ms: list[float] = []
+        self._latency_ms: list[float] = []
+        self._window: list[float] = []
+        self._next_report = REPORT_EVERY_S
+        self._next_lag = 0.0
+        self._lag_since = 0
+        self._audible = False
+        self.transcript: list[str] = []
+        self.emit("moshi.model", t=0.0, source=m.source, device=str(m.device),
+                  dtype=str(m.dtype).removeprefix("torch."), random_weights=m.random_weights,
+                  load_s=round(m.load_s, 3), frame_ms=round(m.frame_s * 1000, 3), description=m.describe())
+
+    def close(self) -> None:
+        if not hasattr(self, "worker"):
+            self._release(True)
+            return
+        self.worker.cancel()
+        while self.worker.poll() is not None:   # room for a result still being written, so the thread can stop
+            pass
+        self.worker.close()
+        stopped = not self.worker._thread.is_alive()
+        self._streams.close()
+        self._summary()
+        self._release(stopped)
+
+    def _release(self, reusable: bool) -> None:
+        if self.model is not None:
+            from ..models.moshi_loader import release
+            if reusable:   # a worker still stuck in a step keeps the model: it must not serve another session
+                release(self.model)
+            self.model = None
+
+    # -- the audio path -----------------------------------------------------------------------------
+    def step(self, user_frame: np.ndarray, t: float) -> np.ndarray:
+        fs = self.model.frame_size
+        self._inbox = np.concatenate([self._inbox, self._to_moshi.push(user_frame)])
+        while len(self._inbox) >= fs:
+            frame, self._inbox = self._inbox[:fs].copy(), self._inbox[fs:]
+            self._submit(frame, t)
+        self._collect(t)
+        return self._play(len(user_frame), t)
+
+    def _submit(self, frame: np.ndarray, t: float) -> None:
+        index = self._frames_in
+        self._frames_in += 1
+        queued = time.perf_counter()
+        if self.worker.submit(lambda cancel: self._run_frame(index, frame, queued)):
+            return
+        self.stats["dropped"] += 1
+        self._lag_since += 1
+        if t >= self._next_lag:
+            self.emit("moshi.lag", t=t, frame=index, dropped=self._lag_since, dropped_total=self.stats["dropped"],
+                      reason="model behind real time: user frames dropped (queue full)")
+            self._lag_since = 0
+            self._next_lag = t + LAG_EVERY_S
+
+    def _collect(self, t: float) -> None:
+        while (out := self.worker.poll()) is not None:
+            if isinstance(out, JobFailed):
+                self.stats["failed"] += 1
+                self.emit("error", t=t, where="moshi", message=str(out.error))
+                continue
+            self._account(out, t)
+            if out.audio is None:
+                continue
+            if self._out_base is None:
+                self._out_base = self._read_pos + len(self._playout)
+            # soxr streams without delay, so this chunk's first sample lands exactly here in the playout
+            # (the resampler may hand it back a little later, in its own block sizes).
+            position = self._out_base + self._out_chunks * self._out_frame
+            self._out_chunks += len(out.audio) // self.model.frame_size
+            audio = self._from_moshi.push(out.audio)
+            for token in out.text_ids:
+                piece = self.model.text_piece(token)
+                if piece:
+                    self._marks.append((position, piece, out.index, token))
+            self._playout = np.concatenate([self._playout, np.clip(audio, -1.0, 1.0)])
+            excess = len(self._playout) - self._max_playout
+            if excess > 0:   # never let latency pile up: the oldest audio goes
+                self._playout = self._playout[excess:]
+                self._read_pos += excess
+                self.stats["trimmed_samples"] += excess
+                self.emit("moshi.lag", t=t, trimmed_ms=round(1000 * excess / SAMPLE_RATE, 1),
+                          reason="decoded audio arrived in a burst: the oldest was dropped to bound the latency")
+
+    def _play(self, n: int, t: float) -> np.ndarray:
+        out = silence(n)
+        take = min(n, len(self._playout))
+        if take:
+            out[:take] = self._playout[:take]
+            self._playout = self._playout[take:]
+            self._audible = True
+        if take < n and self._audible:
+            self.stats["underrun_samples"] += n - take
+        start, self._read_pos = self._read_pos, self._read_pos + take
+        while self._marks and self._marks[0][0] < self._read_pos:
+            position, piece, index, token = self._marks.popleft()
+            self.transcript.append(piece)
+            self.stats["text_tokens"] += 1
+            self.emit("agent.text", t=t + max(0, position - start) / SAMPLE_RATE, text=piece, frame=index,
+                      token=token, input_t=round(index * self._frame_s, 6))
+        return out
+
+    def _account(self, out: FrameOut, t: float) -> None:
+        self.stats["run"] += 1
+        ms = out.compute_ms
+        self._compute_ms.append(ms)
+        self._latency_ms.append(out.wait_ms + ms)
+        self._window.append(ms)
+        if ms > self._frame_s * 1000:
+            self.stats["slow"] += 1
+        if t >= self._next_report and self._window:
+            self.emit("moshi.step", t=t, frames=len(self._window), p50_ms=_pct(self._window, 50),
+                      max_ms=round(max(self._window), 2), budget_ms=round(self._frame_s * 1000, 1),
+                      slow_total=self.stats["slow"], dropped_total=self.stats["dropped"])
+            self._window = []
+            self._next_report = t + REPORT_EVERY_S
+
+    def _summary(self) -> None:
+        budget = self._frame_s * 1000
+        c = self._compute_ms
+        p90 = _pct(c, 90)
+        self.summary = {
+            "frames_in": self._frames_in, "frames_run": self.stats["run"], "dropped": self.stats["dropped"],
+            "failed": self.stats["failed"], "slow_frames": self.stats["slow"], "budget_ms": round(budget, 1),
+            "compute_p50_ms": _pct(c, 50), "compute_p90_ms": p90, "compute_max_ms": round(max(c), 2) if c else 0.0,
+            "latency_p50_ms": _pct(self._latency_ms, 50),
+            "trimmed_ms": round(1000 * self.stats["trimmed_samples"] / SAMPLE_RATE, 1),
+            "underrun_ms": round(1000 * self.stats["underrun_samples"] / SAMPLE_RATE, 1),
+            "real_time": bool(c) and p90 <= budget and self.stats["dropped"] == 0,
+            "text_tokens": self.stats["text_tokens"], "text": "".join(self.transcript).strip(),
+            "device": str(self.model.device), "random_weights": self.model.random_weights,
+        }
+        self.emit("moshi.summary", **self.summary)
+
+    # -- the worker thread ----------------------------------------------------------------------------
+    def _run_frame(self, index: int, frame: np.ndarray, queued: float, cancel=None) -> FrameOut:
+        torch, m = self._torch, self.model
+        t0 = time.perf_counter()
+        result = FrameOut(index, None, wait_ms=(t0 - queued) * 1000)
+        chunks = []
+        with torch.no_grad():
+            x = torch.from_numpy(frame).to(m.device)[None, None]
+            codes = m.mimi.encode(x)
+            t1 = time.perf_counter()
+            result.encode_ms = (t1 - t0) * 1000
+            if index == 0:
+                # As Moshi's own server does: the first frame is, for the model, in the past; it is encoded
+                # and the encoder restarted, so the next frame gets the encoder's initial padding.
+                m.mimi.reset_streaming()
+                return result
+            for c in range(codes.shape[-1]):
+                t1 = time.perf_counter()
+                tokens = self._gen.step(codes[:, :, c:c + 1])
+                t2 = time.perf_counter()
+                result.lm_ms += (t2 - t1) * 1000
+                if tokens is None:   # the first steps only fill the model's delays
+                    continue
+                result.text_ids.append(int(tokens[0, 0, 0].item()))
+                pcm = m.mimi.decode(tokens[:, 1:])
+                chunks.append(pcm[0, 0].float().cpu().numpy())
+                result.decode_ms += (time.perf_counter() - t2) * 1000
+        if chunks:
+            result.audio = np.concatenate(chunks).astype(np.float32, copy=False)
+        return result

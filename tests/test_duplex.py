@@ -1,0 +1,128 @@
+"""Architecture 5 on CPU, the duplex engine.
+
+First its floor logic on a virtual clock with scripted fakes (deterministic: every worker finishes
+before the next frame, so times are the engine's decisions alone), then on real recordings.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from fullduplex.audio.clock import VirtualClock
+from fullduplex.audio.frames import frame_samples
+from fullduplex.config import Config
+from fullduplex.engines.base import Session
+from fullduplex.engines.duplex import DuplexAgent
+from fullduplex.engines.floor_policy import EndOfTurn, is_backchannel, text_rule
+from fullduplex.events import EventLog
+
+from .fakes import FakeStack, ScriptedLlm, ToneTts
+
+
+class FakeBank:
+    def next(self):
+        return "Yeah.", np.full(4000, 0.05, np.float32)
+
+
+def drive(stack, seconds, actions=None):
+    stack.backchannels = FakeBank()
+    agent = DuplexAgent(stack, Config())
+    clock = VirtualClock()
+    n = frame_samples(20)
+    events = EventLog()
+    agent.start(Session(clock=clock, events=events, frame_samples=n))
+    out = []
+    try:
+        for i in range(int(seconds * 50)):
+            t = round(i * 0.02, 6)
+            clock.sleep_until(t)
+            for at, action in (actions or {}).items():
+                if abs(at - t) < 1e-9:
+                    action(agent)
+            deadline = time.monotonic() + 5
+            while not (agent.think.idle and agent.voice.speak.idle and agent.ear.worker.idle) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.0005)
+            out.append(agent.step(np.zeros(n, np.float32), t))
+    finally:
+        agent.close()
+    return agent, events.snapshot(), np.concatenate([np.zeros(n, np.float32)] + out[:-1])  # as the runner records
+
+
+def kinds(events, kind):
+    return [e for e in events if e.kind == kind]
+
+
+def test_answers_right_after_a_complete_question():
+    stack = FakeStack(spans=[(0.5, 2.0)], llm=ScriptedLlm("It is three o'clock. Anything else?"))
+    stack.stt.text = "What time is it?"
+    agent, ev, out = drive(stack, 6.0)
+    (end,) = kinds(ev, "turn.end")
+    (start,) = kinds(ev, "playback.start")
+    assert end.data["speech_end"] == pytest.approx(2.0, abs=0.033)
+    assert 0.2 <= end.t - 2.0 <= 0.3, "p(done) high -> the shortest wait"
+    assert start.t - end.t <= 0.021, "the draft was ready: audio at the decision"
+    assert kinds(ev, "draft.start")[0].t < end.t, "prepared before the turn was taken"
+    assert agent.history[-2:] == [{"role": "user", "content": "What time is it?"},
+                                  {"role": "assistant", "content": "It is three o'clock. Anything else?"}]
+
+
+def test_holds_through_a_pause_after_and():
+    # "So I was thinking and" ... 1.0 s pause ... "maybe Tuesday." The rule gives p=0.1 -> waits ~1.5 s.
+    stack = FakeStack(spans=[(0.5, 2.5), (3.5, 4.5)])
+    stack.stt.text = "So I was thinking and"
+    actions = {4.0: lambda a: setattr(stack.stt, "text", "So I was thinking and maybe Tuesday.")}
+    _, ev, _ = drive(stack, 7.0, actions)
+    ends = kinds(ev, "turn.end")
+    assert len(ends) == 1 and ends[0].t > 4.5, "no floor taken in the pause"
+    discarded = kinds(ev, "draft.discarded") + kinds(ev, "turn.resumed")
+    assert all(e.t > 3.4 for e in discarded)
+
+
+def test_backchannels_during_a_monologue_without_taking_the_floor():
+    spans = [(0.3, 3.0), (3.35, 6.0), (6.35, 9.0), (9.35, 12.0), (12.35, 15.0)]
+    stack = FakeStack(spans=spans)
+    stack.stt.text = "and then we went to the"        # always mid-sentence: holding
+    _, ev, out = drive(stack, 15.5)
+    bcs = kinds(ev, "backchannel")
+    assert len(bcs) >= 2, "acknowledges at the pauses"
+    assert all(b - a >= 5.0 for a, b in zip([e.t for e in bcs], [e.t for e in bcs][1:])), "not too often"
+    assert not kinds(ev, "turn.end") and not kinds(ev, "playback.start")
+
+
+def test_yields_to_an_interruption_and_keeps_what_was_heard():
+    stack = FakeStack(spans=[(0.5, 1.5), (3.0, 5.0)], llm=ScriptedLlm("First point. Second point. Third point."))
+    stack.tts = ToneTts(1.0)
+    stack.stt.text = "Tell me three things."
+    actions = {2.9: lambda a: setattr(stack.stt, "text", "Wait, stop, I have a question.")}
+    agent, ev, out = drive(stack, 8.0, actions)
+    (yielded,) = kinds(ev, "bargein.yield")
+    assert yielded.t - 3.0 <= 0.15, "starts fading out within 150 ms of the user's onset (a 15 ms fade)"
+    assert np.abs(out[int((yielded.t + 0.02) * 16000): int(4.0 * 16000)]).max() < 1e-3, "silent while the user talks"
+    (barge,) = kinds(ev, "bargein")
+    assert barge.data["heard"] == "First point. Second point."
+    assert agent.history[1]["content"].startswith("First point. Second point.")
+    later = [e for e in kinds(ev, "turn.end") if e.t > 5.0]
+    assert later, "then it answers the interruption"
+
+
+def test_a_user_backchannel_does_not_stop_the_reply():
+    stack = FakeStack(spans=[(0.5, 1.5), (3.0, 3.4)], llm=ScriptedLlm("First point. Second point. Third point."))
+    stack.stt.text = "Tell me three things."
+    actions = {2.9: lambda a: setattr(stack.stt, "text", "Mm-hm.")}
+    agent, ev, _ = drive(stack, 8.0, actions)
+    assert kinds(ev, "bargein.backchannel") and not kinds(ev, "bargein")
+    pieces = [e.data["text"] for e in kinds(ev, "playback.piece")]
+    assert pieces == ["First point.", "Second point.", "Third point."], "every piece said, none twice"
+    assert agent.history[-1]["content"] == "First point. Second point. Third point."
+
+
+def test_floor_policies():
+    assert is_backchannel("Mm-hm.") and is_backchannel("oh, right") and is_backchannel("")
+    assert not is_backchannel("wait, what?") and not is_backchannel("yeah but no I meant Tuesday")
+    assert text_rule("What time is it?") > 0.8 and text_rule("and then we went to the") < 0.2
+    eot = EndOfTurn()
+    assert eot.wait_s(1.0) == pytest.approx(0.2) and eot.wait_s(0.0) == pytest.approx(1.8)
