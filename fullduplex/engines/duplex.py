@@ -81,6 +81,8 @@ class DuplexAgent(Agent):
     name = "duplex"
     description = ("architecture 5 on CPU: always listening, speculative replies ready at the turn end, "
                    "backchannels, yields to interruptions (the embedded default)")
+    listens_while_speaking = True   # False: user speech over the agent's reply is ignored, as in a pipeline
+    backchannels = True
 
     def __init__(self, models, cfg) -> None:
         super().__init__(models, cfg)
@@ -89,7 +91,9 @@ class DuplexAgent(Agent):
 
     def prepare(self) -> None:
         super().prepare()
-        self.models.backchannels  # noqa: B018 - synthesised once per stack, before the clock starts
+        _ = self.models.turn_model
+        if self.backchannels:
+            _ = self.models.backchannels   # synthesised once per stack, before the clock starts
 
     def start(self, session: Session) -> None:
         super().start(session)
@@ -143,6 +147,8 @@ class DuplexAgent(Agent):
 
     def _on_user_speech(self, onset: float, t: float) -> None:
         reply = self.reply
+        if reply is not None and reply.playing and not self.listens_while_speaking:
+            return   # a pipeline does not hear the user while it speaks
         if reply is not None and reply.playing and reply.held is None and self.playback.active:
             reply.held = self.playback.interrupt()
             reply.yield_t = onset
@@ -190,7 +196,7 @@ class DuplexAgent(Agent):
             self._start_draft(user, t)
         if self.end_of_turn.should_take_floor(p, silence):
             self._take_floor(user, t, p, silence)
-        elif self.bc_timing.fits(user.speech_s, t - self._last_bc, silence, p) and self.reply is None:
+        elif self.backchannels and self.reply is None and self.bc_timing.fits(user.speech_s, t - self._last_bc, silence, p):
             self._backchannel(user, t)
 
     def _ask(self, user: UserTurn) -> None:
@@ -200,7 +206,8 @@ class DuplexAgent(Agent):
     def _take_floor(self, user: UserTurn, t: float, p: float, silence: float) -> None:
         user.committed = True
         self.emit("turn.end", user.id, t=t, speech_end=round(self.segmenter.last_speech_end, 6), p_done=round(p, 3),
-                  silence_ms=round(silence * 1000), detector="duplex")
+                  silence_ms=round(silence * 1000), detector="turn-model" if self.end_of_turn.predictor else "text-rule")
+        self.emit("stt.final", user.id, t=t, text=user.text)   # the words the reply answers
         if self.draft is None or self.draft.user_text != user.text:
             if self.draft is not None:
                 self._drop_draft()
@@ -291,6 +298,8 @@ class DuplexAgent(Agent):
             self.ear.close()
             self.user = None
         self.reply = None
+        if self.user is None and self.segmenter.in_speech:    # the user spoke over a reply we did not yield
+            self._new_user_turn(t, t)
 
     # -- talking over the agent ----------------------------------------------------------------------
     def _judge_overlap(self, t: float) -> None:
@@ -350,3 +359,15 @@ class DuplexAgent(Agent):
             self.think.close()
             self.voice.close()
             self.ear.shutdown()
+
+
+class PredictiveAgent(DuplexAgent):
+    """Architecture 4: the cascade with streaming TTS, where the trained turn model (not a fixed silence)
+    decides the end of turn, and the reply is drafted speculatively at pauses. A pipeline still: it
+    neither backchannels nor listens while it speaks."""
+
+    name = "predictive"
+    description = ("architecture 4: predictive end-of-turn model (prosody, words, Smart Turn) + speculative "
+                   "draft + streaming TTS; does not listen while speaking")
+    listens_while_speaking = False
+    backchannels = False

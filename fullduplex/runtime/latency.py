@@ -38,14 +38,15 @@ class TurnLatency:
 
 def breakdown(events: list[Event]) -> list[TurnLatency]:
     turns: list[TurnLatency] = []
-    for end in (e for e in events if e.kind == "turn.end"):
+    last_end = {e.turn: e for e in events if e.kind == "turn.end"}   # a resumed turn ends again later
+    for end in last_end.values():
         mine = [e for e in events if e.turn == end.turn]
         speech_end = float(end.data.get("speech_end", end.t))
         stages: dict[str, float | None] = {}
         for column, kind in STAGES:
             hit = next((e for e in mine if e.kind == kind and e.t >= end.t - 1e-9), None)
             stages[column] = None if hit is None else round(hit.t - speech_end, 3)
-        user = next((e.data.get("text", "") for e in mine if e.kind == "stt.final"), "")
+        user = next((e.data.get("text", "") for e in mine if e.kind == "stt.final" and e.t >= end.t - 1e-9), "")
         # What the user heard (an override may have changed it), else what the LLM wrote.
         agent = next((e.data.get("text", "") for e in mine if e.kind == "playback.end"),
                      next((e.data.get("text", "") for e in mine if e.kind == "llm.done"), ""))
