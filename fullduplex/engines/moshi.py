@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,18 +75,18 @@ class MoshiAgent(Agent):
         super().start(session)
         self.prepare()
         import torch
-        from moshi.models import LMGen
+
+        from ..models.moshi_loader import reset_streaming
 
         m, mc = self.model, self.cfg.moshi
-        sampling = {**(m.info.lm_gen_config or {}), "temp": mc.temp, "temp_text": mc.temp_text,
-                    "top_k": mc.top_k, "top_k_text": mc.top_k_text}
+        try:
+            reset_streaming(m)
+        except Exception:   # the runner calls close() only after a successful start: give the model back here
+            self._release(True)
+            raise
         if mc.seed is not None:
             torch.manual_seed(mc.seed)
         self._torch = torch
-        self._gen = LMGen(m.lm, **sampling)
-        self._streams = ExitStack()
-        self._streams.enter_context(m.mimi.streaming(1))
-        self._streams.enter_context(self._gen.streaming(1))
         self._frame_s = m.frame_s
         self._out_frame = int(round(m.frame_s * SAMPLE_RATE))    # 16 kHz samples per Moshi frame
         self._to_moshi = StreamResampler(SAMPLE_RATE, m.sample_rate)
@@ -124,7 +123,6 @@ class MoshiAgent(Agent):
             pass
         self.worker.close()
         stopped = not self.worker._thread.is_alive()
-        self._streams.close()
         self._summary()
         self._release(stopped)
 
@@ -185,6 +183,7 @@ class MoshiAgent(Agent):
                 self._playout = self._playout[excess:]
                 self._read_pos += excess
                 self.stats["trimmed_samples"] += excess
+                self._announce(t, heard=False)
                 self.emit("moshi.lag", t=t, trimmed_ms=round(1000 * excess / SAMPLE_RATE, 1),
                           reason="decoded audio arrived in a burst: the oldest was dropped to bound the latency")
 
@@ -198,13 +197,19 @@ class MoshiAgent(Agent):
         if take < n and self._audible:
             self.stats["underrun_samples"] += n - take
         start, self._read_pos = self._read_pos, self._read_pos + take
+        self._announce(t + n / SAMPLE_RATE, start)   # the frame returned now plays from the end of this one
+        return out
+
+    def _announce(self, t: float, start: int | None = None, heard: bool = True) -> None:
+        """Text events for the tokens whose audio starts before the read position (at the sample it plays)."""
         while self._marks and self._marks[0][0] < self._read_pos:
             position, piece, index, token = self._marks.popleft()
             self.transcript.append(piece)
             self.stats["text_tokens"] += 1
-            self.emit("agent.text", t=t + max(0, position - start) / SAMPLE_RATE, text=piece, frame=index,
-                      token=token, input_t=round(index * self._frame_s, 6))
-        return out
+            at = t if start is None else t + max(0, position - start) / SAMPLE_RATE
+            extra = {} if heard else {"heard": False}   # its audio was dropped to bound the latency
+            self.emit("agent.text", t=at, text=piece, frame=index, token=token,
+                      input_t=round(index * self._frame_s, 6), **extra)
 
     def _account(self, out: FrameOut, t: float) -> None:
         self.stats["run"] += 1
@@ -256,7 +261,7 @@ class MoshiAgent(Agent):
                 return result
             for c in range(codes.shape[-1]):
                 t1 = time.perf_counter()
-                tokens = self._gen.step(codes[:, :, c:c + 1])
+                tokens = m.gen.step(codes[:, :, c:c + 1])
                 t2 = time.perf_counter()
                 result.lm_ms += (t2 - t1) * 1000
                 if tokens is None:   # the first steps only fill the model's delays

@@ -81,16 +81,27 @@ class Playback:
             self._segments.append([rest[:fade] * np.linspace(1.0, 0.0, fade, dtype=np.float32), None, 0])
         return len(rest) - fade
 
-    def interrupt(self, fade_ms: float = 15.0) -> list[list]:
+    def interrupt(self, fade_ms: float = 15.0, restart_under_s: float = 2.0, back_s: float = 0.25) -> list[list]:
         """Yield the floor but keep what was left to say: fade out now, and return the segments that
-        ``resume()`` would play again, the interrupted one from its start (a person restarts the sentence)."""
-        held = [[a, tag, 0] for a, tag, _ in self._segments if tag is not None]
+        ``resume()`` plays again. A short interrupted piece restarts from its beginning (a person
+        restarts the phrase); a long one goes on from a quarter second before where it stopped."""
+        held = []
+        for audio, tag, pos in self._segments:
+            if tag is None:
+                continue
+            if pos and len(audio) > restart_under_s * SAMPLE_RATE:
+                pos = max(0, pos - int(back_s * SAMPLE_RATE))
+                ramp = np.minimum(1.0, np.arange(len(audio) - pos, dtype=np.float32) / (0.01 * SAMPLE_RATE))
+                audio = np.concatenate([np.zeros(pos, np.float32), audio[pos:] * ramp])  # fade back in
+            else:
+                pos = 0
+            held.append([audio, tag, pos])
         self.stop(fade_ms)
         return held
 
     def resume(self, held: list[list]) -> None:
-        for audio, tag, _ in held:
-            self._segments.append([audio, tag, 0])
+        for audio, tag, pos in held:
+            self._segments.append([audio, tag, pos])
 
     def reset(self) -> None:
         self._segments.clear()
