@@ -43,7 +43,7 @@ def drive(stack, seconds, actions=None):
                 if abs(at - t) < 1e-9:
                     action(agent)
             deadline = time.monotonic() + 5
-            while not (agent.think.idle and agent.voice.speak.idle and agent.ear.worker.idle) \
+            while not (agent.think.idle and agent.voice.speak.idle and agent.ear.worker.idle and agent.judge.idle) \
                     and time.monotonic() < deadline:
                 time.sleep(0.0005)
             out.append(agent.step(np.zeros(n, np.float32), t))
@@ -126,3 +126,65 @@ def test_floor_policies():
     assert text_rule("What time is it?") > 0.8 and text_rule("and then we went to the") < 0.2
     eot = EndOfTurn()
     assert eot.wait_s(1.0) == pytest.approx(0.2) and eot.wait_s(0.0) == pytest.approx(1.8)
+
+
+# -- on real recordings, in real time, with the embedded models ----------------------------------------
+
+from fullduplex.runtime.runner import run_agent  # noqa: E402
+
+from .conftest import DATA, read_clip  # noqa: E402
+
+
+def run_real(models, audio):
+    return run_agent(DuplexAgent(models, Config()), audio, 20).events
+
+
+@pytest.mark.slow
+def test_real_monologue_gets_backchannels_and_keeps_the_speaker(models):
+    """LibriSpeech reading, 11.2 s of one voice with pauses of 0.3-0.7 s (up to its last word)."""
+    audio = read_clip("librispeech-2412-153948-0000.wav")[:int(11.2 * 16000)]
+    ev = run_real(models, audio)
+    assert kinds(ev, "backchannel"), "at least one acknowledgement during the monologue"
+    assert not kinds(ev, "playback.start"), "never takes the floor while the speaker goes on"
+
+
+@pytest.mark.slow
+def test_real_mid_turn_pause_is_not_taken(models):
+    """AMI headset: "Um I'm Abigail Claflin ... [0.5 s] ... you can call me Abbie": no reply in the pause."""
+    ev = run_real(models, np.concatenate([read_clip("ami-es2011a-headset-40s-46s.wav"), np.zeros(3 * 16000, np.float32)]))
+    starts = kinds(ev, "playback.start")
+    assert starts and all(e.t > 4.48 for e in starts), [e.t for e in starts]
+
+
+@pytest.mark.slow
+def test_real_interruption_stops_fast_and_is_answered(models):
+    """The user asks, the agent answers at length; 1.5 s into the answer the user cuts in (LibriSpeech)."""
+    question = read_clip("ljspeech-LJ002-0020.wav")
+    cut_in = read_clip("librispeech-2412-153948-0000.wav")[: int(4.0 * 16000)]
+    models.cfg  # noqa: B018
+    agent = DuplexAgent(models, Config().with_(llm={"system_prompt": "Answer in four long sentences."}))
+    gap = np.zeros(int(2.5 * 16000), np.float32)
+    audio = np.concatenate([question, gap, cut_in, np.zeros(6 * 16000, np.float32)])
+    ev = run_agent(agent, audio, 20).events
+    onset = len(question) / 16000 + 2.5 + 0.48   # the LibriSpeech clip opens with 0.48 s of silence
+    yields = [e for e in kinds(ev, "bargein.yield") if e.t > onset - 0.2]
+    assert yields and abs(yields[0].data["onset"] - onset) < 0.1
+    assert yields[0].t - yields[0].data["onset"] <= 0.25, "fades out within 250 ms of the user's onset"
+    assert kinds(ev, "bargein"), "a real interruption, not a backchannel"
+    assert [e for e in kinds(ev, "playback.start") if e.t > onset + 4.0], "then answers it"
+
+
+@pytest.mark.slow
+def test_real_user_backchannel_does_not_stop_it(models):
+    """A synthesised "Uh-huh." (Piper, then the real recogniser and VAD) over the agent's answer."""
+    question = read_clip("ljspeech-LJ002-0020.wav")
+    uh_huh = np.concatenate(list(models.tts.synthesize("Uh-huh.")))
+    agent = DuplexAgent(models, Config().with_(llm={"system_prompt": "Answer in three short sentences."}))
+    audio = np.concatenate([question, np.zeros(int(3.5 * 16000), np.float32), 0.5 * uh_huh,
+                            np.zeros(14 * 16000, np.float32)])
+    ev = run_agent(agent, audio, 20).events
+    assert kinds(ev, "playback.start")
+    assert not kinds(ev, "bargein"), [e.data for e in kinds(ev, "bargein")]
+    ends = kinds(ev, "playback.end")
+    done = [e for e in ev if e.kind == "llm.done" and e.turn == ends[0].turn] if ends else []
+    assert ends and done and ends[0].data["text"].split() == done[-1].data["text"].split(), "the whole reply was said"

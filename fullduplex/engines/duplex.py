@@ -45,7 +45,7 @@ from .voice import Piece, Voice
 from .workers import JobFailed, Worker
 
 PREROLL_S = 0.3        # audio before the VAD's speech start handed to the recogniser
-TAIL_S = 2.0           # trailing audio the turn model reads
+TAIL_S = 10.0          # trailing audio the turn model reads (Smart Turn: 8 s before the pause)
 BACKCHANNEL_MAX_S = 0.8  # user speech over the agent longer than this is a barge-in, whatever it says
 P_EVERY_S = 0.06       # how often the turn model is asked during a pause
 
@@ -103,6 +103,7 @@ class DuplexAgent(Agent):
         self.playback = self.voice.playback
         self.ear = Ear(lambda: self.models.stt, self.emit)
         self.think = Worker(f"{self.name}-think", depth=1)
+        self.judge = Worker(f"{self.name}-judge", depth=1)   # the turn model (Smart Turn costs ~60-90 ms)
         self.history: list[dict] = []
         self._turn_ids = 0
         self.user: UserTurn | None = None
@@ -177,7 +178,7 @@ class DuplexAgent(Agent):
         user.text, user.text_s = heard.text, heard.audio_s
         if heard.asked:
             user.answered = True
-            user.p_at = -1.0   # the words up to the pause: ask the turn model again
+            user.p_at, user.p_done = -1.0, 0.0   # the words up to the pause: judge them afresh
 
     def _in_pause(self, t: float) -> None:
         user = self.user
@@ -186,9 +187,15 @@ class DuplexAgent(Agent):
             return
         if not user.asked and silence >= 0.06:
             self._ask(user)                      # the transcript up to this pause
-        if t - user.p_at >= P_EVERY_S:
-            user.p_done = self.end_of_turn.p_done(np.concatenate(list(self._tail)), user.text, silence)
+        for judged in iter(self.judge.poll, None):
+            if not isinstance(judged, JobFailed) and judged[0] == user.id and judged[1] == user.text:
+                user.p_done = judged[2]
+            elif isinstance(judged, JobFailed):
+                self.emit("error", user.id, where="judge", message=str(judged.error))
+        if t - user.p_at >= P_EVERY_S and self.judge.idle and user.answered:
             user.p_at = t
+            tail, text, turn = np.concatenate(list(self._tail)), user.text, user.id
+            self.judge.submit(lambda cancel: (turn, text, self.end_of_turn.p_done(tail, text, silence)))
         p = user.p_done
         if not (user.answered and user.text):
             return   # decide only on the words up to this pause
@@ -357,6 +364,7 @@ class DuplexAgent(Agent):
     def close(self) -> None:
         if hasattr(self, "think"):
             self.think.close()
+            self.judge.close()
             self.voice.close()
             self.ear.shutdown()
 
