@@ -59,6 +59,14 @@ class TurnConfig:
 
 
 @dataclass(frozen=True)
+class TurnModelConfig:
+    """The predictive turn model (architecture 4; ``fullduplex.turn``)."""
+    model_path: str | None = None      # None: the committed model, fullduplex/turn/data/turn.json
+    fast: bool = False                 # the model without Smart Turn (turn-fast.json): no 30-60 ms call per pause
+    threshold: float | None = None     # None: the operating point chosen at training (stored in the model file)
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     frame_ms: int = 20             # one tick of both streams; 20 ms is Opus's and WebRTC's frame
     tail_s: float = 6.0            # silence `simulate` appends so the agent can answer a recording that ends on speech
