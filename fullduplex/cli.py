@@ -33,6 +33,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help=f"text-to-speech: Piper en_US-joe-medium or espeak-ng (default {d.tts.backend})")
     g.add_argument("--silence-ms", type=int, default=d.turn.silence_ms,
                    help=f"silence that ends the user's turn for silence-threshold agents (default {d.turn.silence_ms})")
+    _add_moshi_options(p)
 
 
 def _config_from(args: argparse.Namespace) -> Config:
@@ -46,6 +47,7 @@ def _config_from(args: argparse.Namespace) -> Config:
         tts={"backend": args.tts},
         turn={"silence_ms": args.silence_ms},
         runtime={"tail_s": getattr(args, "tail", Config().runtime.tail_s)},
+        moshi=_moshi_section(args),
     )
 
 
@@ -70,6 +72,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
           f"late frames {r.late_frames}; CPU {r.cpu_per_audio_s:.2f} s per s of audio")
     print("latency per user turn, seconds after the end of the user's speech:")
     print(format_breakdown(sim.turns))
+    _print_moshi_summary(sim.result.events)
     print(f"wrote {', '.join(str(p) for p in sim.paths.values())}")
     return 0
 
@@ -92,8 +95,9 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
     if not agents:
         raise UserError("--agents needs at least one agent name")
     kinds = [k.strip() for k in args.kinds.split(",")] if args.kinds else None
+    sources = [k.strip() for k in args.source.split(",")] if args.source else None
     run = run_bench(agents, args.suite, args.out, cfg, jobs=args.jobs, limit=args.limit, kinds=kinds,
-                    log=lambda msg: print(msg, file=sys.stderr))
+                    sources=sources, log=lambda msg: print(msg, file=sys.stderr))
     print(f"ran {run.ran} scenario run(s), kept {run.skipped} finished ones, {len(run.failed)} failed, "
           f"{len(run.errors)} scenario folder(s) skipped as invalid; {run.wall_s / 60:.1f} min")
     if not args.no_report:
@@ -109,6 +113,229 @@ def cmd_bench_report(args: argparse.Namespace) -> int:
     print(report(args.dir, args.suite, plots=not args.no_plots)["markdown"])
     print(f"\nreport: {Path(args.dir) / 'report.md'}, {Path(args.dir) / 'report.json'}")
     return 0
+
+
+# --- turn model (architecture 4: predictive turn-taking): `fullduplex turn train|eval` ------------------
+
+def cmd_turn_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .turn.features import DEFAULT_GROUPS, GROUPS
+    from .turn.train import DEFAULT_MODEL, FAST_MODEL, TrainConfig, train
+
+    groups = tuple(g.strip() for g in args.groups.split(",") if g.strip()) if args.groups else \
+        tuple(g for g in DEFAULT_GROUPS if not (args.fast and g == "smart_turn"))
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown or "silence" not in groups:
+        raise UserError(f"--groups must name 'silence' and any of {', '.join(GROUPS)}; got {args.groups!r}")
+    if args.items is not None and args.items <= 0:
+        raise UserError(f"--items must be positive, not {args.items}")
+    if args.trees is not None and args.trees <= 0:
+        raise UserError(f"--trees must be positive, not {args.trees}")
+    if not 0 <= args.target_cutoff < 1:
+        raise UserError(f"--target-cutoff must be in [0, 1), not {args.target_cutoff}")
+    cfg = TrainConfig.small(args.seed) if args.small else TrainConfig()
+    data = replace(cfg.data, seed=args.seed, shared_dir=args.data,
+                   **({"n_items": args.items} if args.items else {}),
+                   **({"vap": False} if args.no_vap else {}),
+                   **({"transcripts": args.transcripts} if args.transcripts else {}))
+    gbm = replace(cfg.gbm, seed=args.seed, **({"n_trees": args.trees} if args.trees else {}))
+    cfg = replace(cfg, data=data, gbm=gbm, groups=groups if (args.groups or not args.small) else cfg.groups,
+                  target_cutoff=args.target_cutoff)
+    out = args.out or (FAST_MODEL if args.fast else DEFAULT_MODEL)
+    train(cfg, out, args.cache, progress=lambda msg: print(msg, file=sys.stderr))
+    return 0
+
+
+def cmd_turn_eval(args: argparse.Namespace) -> int:
+    from .turn.evaluate import EvalConfig, format_report, run_eval, write_report
+
+    if args.window <= 0 or (args.hold_pause is not None and args.hold_pause < 0.2):
+        raise UserError("--window must be positive and --hold-pause at least 0.2 s")
+    cfg = EvalConfig(model=args.model, shared_dir=args.data, cache_dir=args.cache, window_s=args.window,
+                     hold_pause_s=args.hold_pause, ablation=args.ablation, llm=args.llm)
+    results = run_eval(cfg, progress=lambda msg: print(msg, file=sys.stderr))
+    path = write_report(results, args.out)
+    print(format_report(results))
+    print(f"\nreport: {path}, {path.with_suffix('.json')}")
+    return 0
+
+
+def _add_turn_commands(sub) -> None:
+    turn = sub.add_parser("turn", help="the predictive turn model: train it from synthesised speech, evaluate it on real speech",
+                          description="Architecture 4's turn model: P(the user is done) from prosody, transcript "
+                                      "markers, Smart Turn v3.2 and the silence so far.")
+    tsub = turn.add_subparsers(dest="turn_command", metavar="STEP")
+    turn.set_defaults(func=lambda a: turn.print_help() or 2)
+    t = tsub.add_parser("train", help="synthesise training speech (cached), fit the model, write its JSON file",
+                        description="Deterministic given --seed. Synthesised audio and signals are cached under --cache.")
+    t.add_argument("--out", default=None, help="model file (default fullduplex/turn/data/turn.json, or turn-fast.json with --fast)")
+    t.add_argument("--fast", action="store_true", help="the model without Smart Turn (no ~60 ms call per pause)")
+    t.add_argument("--groups", default=None, help="feature groups, comma-separated: silence,prosody,text,smart_turn,llm")
+    t.add_argument("--items", type=int, default=None, help="scripted turns to synthesise (default 800)")
+    t.add_argument("--trees", type=int, default=None, help="boosted trees (default 150)")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--no-vap", action="store_true", help="leave the VAP phrase pairs out of training")
+    t.add_argument("--transcripts", choices=["moonshine", "script"], default=None,
+                   help="what the text signals read: Moonshine's transcript (default) or the script")
+    t.add_argument("--target-cutoff", type=float, default=0.10,
+                   help="false cut-off rate allowed on the synthetic holds when choosing the threshold (default 0.10)")
+    t.add_argument("--small", action="store_true", help="a seconds-long run: 40 espeak turns, script transcripts, no Smart Turn")
+    t.add_argument("--data", default=None, help="the shared data folder (default: ../shared/data beside the repo)")
+    t.add_argument("--cache", default="build/turn-data", help="cache folder (default build/turn-data)")
+    t.set_defaults(func=cmd_turn_train)
+    e = tsub.add_parser("eval", help="silence thresholds, Smart Turn and our model on real conversations and the VAP pairs",
+                        description="Scores every pause >= 200 ms of the real conversations (shift vs hold from the "
+                                    "RTTM labels), the VAP phrase pairs and real monologue pauses.")
+    e.add_argument("--model", default=None, help="model file (default: the committed model)")
+    e.add_argument("--data", default=None, help="the shared data folder (default: ../shared/data beside the repo)")
+    e.add_argument("--out", default="build/turn-eval", help="folder for report.md and report.json (default build/turn-eval)")
+    e.add_argument("--ablation", action="store_true", help="also retrain and score each feature-group variant")
+    e.add_argument("--llm", action="store_true", help="also measure the SmolLM2 end-of-utterance signal (slow)")
+    e.add_argument("--window", type=float, default=1.0, help="a shift is detected if the detector fires within this (s, default 1.0)")
+    e.add_argument("--hold-pause", type=float, default=None,
+                   help="pause inserted in the long VAP phrases (s; default: drawn per clip as in training, median 0.55 s)")
+    e.add_argument("--cache", default="build/turn-data", help="cache folder (default build/turn-data)")
+    e.set_defaults(func=cmd_turn_eval)
+
+
+# --- Moshi (architecture 5 on a GPU): options and `fullduplex moshi make-tiny DIR` ------------------------
+
+def _add_moshi_options(p: argparse.ArgumentParser) -> None:
+    d = Config().moshi
+    g = p.add_argument_group("Moshi (--agent moshi)")
+    g.add_argument("--moshi-dir", default=None,
+                   help="local Moshi checkpoint folder (config.json, LM and Mimi weights, text tokenizer); no network "
+                        "needed. `fullduplex moshi make-tiny DIR` writes a tiny one with random weights")
+    g.add_argument("--moshi-repo", default=d.hf_repo,
+                   help=f"Hugging Face repo to fetch when --moshi-dir is not given (needs network; default {d.hf_repo})")
+    g.add_argument("--device", default=d.device,
+                   help="where Moshi runs: auto (a CUDA GPU when present, else the CPU, which is not real time), "
+                        f"cpu, cuda or cuda:N (default {d.device})")
+
+
+def _moshi_section(args: argparse.Namespace) -> dict:
+    d = Config().moshi
+    return {"checkpoint_dir": getattr(args, "moshi_dir", None) or "", "hf_repo": getattr(args, "moshi_repo", d.hf_repo),
+            "device": getattr(args, "device", d.device)}
+
+
+def _print_moshi_summary(events) -> None:
+    for e in events:
+        if e.kind == "moshi.summary":
+            s = e.data
+            print(f"moshi: {s['frames_run']} frames run, {s['dropped']} dropped; compute p50 {s['compute_p50_ms']} ms, "
+                  f"p90 {s['compute_p90_ms']} ms per {s['budget_ms']:.0f} ms frame on {s['device']}: "
+                  f"{'keeps' if s['real_time'] else 'does NOT keep'} real time"
+                  + ("; its weights are RANDOM (a test checkpoint)" if s["random_weights"] else ""))
+            print(f"moshi inner monologue: {s['text']!r}")
+
+
+def cmd_moshi_make_tiny(args: argparse.Namespace) -> int:
+    from .models.moshi_loader import make_tiny
+
+    folder = make_tiny(args.dir, seed=args.seed)
+    print(f"wrote a tiny Moshi checkpoint with RANDOM weights (seed {args.seed}) to {folder}: it exercises loading and "
+          f"streaming, it does not talk; use it with --agent moshi --moshi-dir {folder}")
+    return 0
+
+
+def _add_moshi_commands(sub) -> None:
+    moshi = sub.add_parser("moshi", help="Moshi helpers: make-tiny writes a small random checkpoint for tests and CPU demos",
+                           description="Helpers for the Moshi agent (--agent moshi).")
+    msub = moshi.add_subparsers(dest="moshi_command", metavar="STEP")
+    moshi.set_defaults(func=lambda a: moshi.print_help() or 2)
+    m = msub.add_parser("make-tiny", help="write a checkpoint of Moshi's architecture, tiny, with RANDOM weights",
+                        description="Write DIR/config.json, the LM and Mimi weights (random, seeded) and a sentencepiece "
+                                    "tokenizer whose size matches the LM's text vocabulary. It loads through exactly "
+                                    "the path of a real checkpoint; its output is noise.")
+    m.add_argument("dir", help="folder to write (created; must be empty or an earlier tiny checkpoint)")
+    m.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
+    m.set_defaults(func=cmd_moshi_make_tiny)
+
+
+# --- serving: `fullduplex serve` (WebSocket, Moshi's protocol, web client) and `fullduplex talk` --------
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server.app import serve
+    from .server.config import ServerConfig
+
+    if args.max_sessions <= 0:
+        raise UserError(f"--max-sessions must be positive, not {args.max_sessions}")
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port must be 1..65535, not {args.port}")
+    origins = tuple(o.strip() for part in args.allow_origin for o in part.split(",") if o.strip())
+    scfg = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, allow_origins=origins,
+                        record_dir=args.record, static_dir=args.static,
+                        **({"token": args.token} if args.token else {}))
+    cfg = _config_from(args)
+    print(f"loading agent '{args.agent}' (models are loaded once and shared by every session) ...", file=sys.stderr)
+
+    def ready(url: str) -> None:
+        token = "?token=..." if scfg.token else ""
+        print(f"serving agent '{args.agent}' on {url}{token} (web client) and {url.replace('http', 'ws', 1)}api/chat "
+              f"(Moshi's protocol); at most {scfg.max_sessions} session(s)"
+              + (f"; recording to {scfg.record_dir}" if scfg.record_dir else "") + "; Ctrl-C or SIGTERM stops",
+              file=sys.stderr, flush=True)
+
+    serve(args.agent, cfg, scfg, ready)
+    print("server stopped; every session ended and its recording finished", file=sys.stderr)
+    return 0
+
+
+def cmd_talk(args: argparse.Namespace) -> int:
+    from .server.talk import talk
+
+    if args.seconds is not None and args.seconds <= 0:
+        raise UserError(f"--seconds must be positive, not {args.seconds}")
+    device = lambda v: int(v) if v is not None and v.isdigit() else v   # noqa: E731  an index or a name
+    counters = talk(args.agent, _config_from(args), device(args.input_device), device(args.output_device),
+                    record_dir=args.record, seconds_limit=args.seconds, show=lambda msg: print(msg, flush=True))
+    print(f"talked for {counters['frames'] * Config().runtime.frame_ms / 1000:.1f} s; late frames "
+          f"{counters['late_frames']}, microphone blocks dropped {counters['mic_dropped_blocks']}", file=sys.stderr)
+    return 0
+
+
+def _add_server_commands(sub) -> None:
+    from .engines import AGENTS, DEFAULT_AGENT
+    from .server.config import ServerConfig
+
+    d = ServerConfig()
+    agent_help = "architecture: " + ", ".join(sorted(AGENTS)) + f" (default {DEFAULT_AGENT})"
+    s = sub.add_parser("serve", help="serve an agent over WebSocket (Moshi's protocol) with a browser client",
+                       description="Serve GET /api/chat speaking Moshi's protocol (0x00 handshake, 0x01 Ogg/Opus "
+                                   "24 kHz both ways, 0x02 agent text, 0x04 our timeline as JSON, 0x05 errors) and "
+                                   "the web client at /. Each connection is its own session with its own agent; "
+                                   "models are loaded once. Status as JSON at /api/status.")
+    s.add_argument("--agent", choices=sorted(AGENTS), default=DEFAULT_AGENT, help=agent_help)
+    s.add_argument("--host", default=d.host, help=f"address to bind (default {d.host}, this machine only; any other "
+                                                  "needs --token)")
+    s.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port}, Moshi's)")
+    s.add_argument("--token", default=None, help="secret clients must send (?token=... or Authorization: Bearer); "
+                                                 "default env FULLDUPLEX_TOKEN; required off loopback")
+    s.add_argument("--max-sessions", type=int, default=d.max_sessions,
+                   help=f"concurrent sessions; one more gets a 'busy' error (default {d.max_sessions})")
+    s.add_argument("--allow-origin", action="append", default=[],
+                   help="web page origin allowed besides the server's own, e.g. http://localhost:5173 (repeatable; "
+                        "'*' allows any)")
+    s.add_argument("--record", default=None, metavar="DIR",
+                   help="write each session's stereo WAV (user left, agent right) and timeline to DIR/<session>/ as "
+                        "it goes")
+    s.add_argument("--static", default=None, metavar="DIR",
+                   help="serve this web client instead of ours (e.g. Moshi's built client: its index.html at /)")
+    _add_model_options(s)
+    s.set_defaults(func=cmd_serve)
+
+    t = sub.add_parser("talk", help="talk to an agent with this machine's microphone and speakers",
+                       description="Run an agent on the local microphone and speakers (PortAudio). Use headphones: "
+                                   "there is no echo canceller here.")
+    t.add_argument("--agent", choices=sorted(AGENTS), default=DEFAULT_AGENT, help=agent_help)
+    t.add_argument("--input-device", default=None, help="microphone: PortAudio index or name (default: the system's)")
+    t.add_argument("--output-device", default=None, help="speakers: PortAudio index or name (default: the system's)")
+    t.add_argument("--record", default=None, metavar="DIR", help="write the conversation to DIR/talk-<time>/")
+    t.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    _add_model_options(t)
+    t.set_defaults(func=cmd_talk)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,12 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run each agent on each scenario in real time (real compute in every latency), "
                                     "writing <out>/<agent>/<scenario>/output.wav + timeline.jsonl in FDB's layout. "
                                     "Finished scenarios are kept: rerun the same command to resume.")
-    r.add_argument("--agents", default=DEFAULT_AGENT, help=f"comma-separated agent names (default {DEFAULT_AGENT})")
+    r.add_argument("--agents", default=DEFAULT_AGENT,
+                   help="comma-separated agent names, or a server speaking Moshi's protocol: ws://HOST:PORT/api/chat "
+                        f"(default {DEFAULT_AGENT})")
     r.add_argument("--suite", required=True, help="a folder of scenarios in FDB v1's layout (ours or FDB's own)")
     r.add_argument("--out", required=True, help="output folder (resumes if it holds an earlier run)")
     r.add_argument("--jobs", type=int, default=1, help="scenarios at a time; capped at cores/2 (default 1)")
     r.add_argument("--limit", type=int, default=None, help="run only this many scenarios, spread over kinds")
     r.add_argument("--kinds", default=None, help="only these kinds: pause,turn_taking,interrupt,backchannel")
+    r.add_argument("--source", default=None, help="only scenarios from these sources: real,synthetic,fdb")
     r.add_argument("--no-report", action="store_true", help="skip scoring and the report")
     _add_model_options(r)
     r.set_defaults(func=cmd_bench_run)
@@ -174,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", default=None, help="the suite the run used (default: recorded in DIR/bench.json)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG pictures")
     p.set_defaults(func=cmd_bench_report)
+
+    _add_turn_commands(sub)
+    _add_moshi_commands(sub)
+    _add_server_commands(sub)
     return parser
 
 

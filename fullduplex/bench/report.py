@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..audio.io import write_text
+from ..audio.recorder import read_timeline
+from ..runtime.latency import breakdown
 from ..errors import UserError
 from ..models.stt import Word
 from . import metrics
@@ -56,6 +58,7 @@ COLUMNS = [  # (key in the summary, header, format)
     ("during_user", "audible in user speech", "{:.0%}"),
     ("bc_per_user_min", "BC per user-min", "{:.1f}"),
     ("cpu", "CPU s/s", "{:.2f}"),
+    ("response", "own timeline: speech end → audio s", "{:.2f}"),
 ]
 
 
@@ -87,10 +90,29 @@ def score_runs(out_dir: Path, scenarios: list[Scenario], stt=None, log=print) ->
                 row["words"] = [asdict(w) for w in words]
                 write_text(score_path, json.dumps(row, indent=1, default=float))
             row.update({k: v for k, v in _json(folder / RUN_FILE).items() if k not in row})
+            row.update(timeline_stats(folder / "timeline.jsonl"))
             rows.setdefault(agent, []).append(row)
     if not rows:
         raise UserError(f"{out_dir}: no finished scenario runs to report; run `fullduplex bench run` first")
     return rows
+
+
+def timeline_stats(path: Path) -> dict:
+    """What the agent's own timeline says: response latency per answered turn (end of user speech ->
+    agent audio, the pipeline's view), and the fast/slow pair's decisions."""
+    if not path.exists():
+        return {}
+    events = read_timeline(path)
+    responses = [t.response for t in breakdown(events) if t.response is not None]
+    decisions = [e.data.get("decision") for e in events if e.kind == "parallel.decision"]
+    slow = [e.data["slow_elapsed_s"] for e in events if e.kind == "parallel.decision" and "slow_elapsed_s" in e.data]
+    return {"responses": responses, "decisions": decisions, "slow_elapsed": slow,
+            "backchannels_played": sum(e.kind == "backchannel" for e in events),
+            "bargeins": sum(e.kind == "bargein" for e in events)}
+
+
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -117,9 +139,21 @@ def summarise(rows: list[dict]) -> dict:
         "during_user": get("all", "speech_during_user_share_mean"),
         "bc_per_user_min": get("all", "bc_per_user_min_mean"),
         "cpu": float(np.median(cpu)) if cpu else None,
+        "response": _median([x for r in rows for x in r.get("responses", [])]),
+        "response_p90": (float(np.percentile([x for r in rows for x in r.get("responses", [])], 90))
+                         if any(r.get("responses") for r in rows) else None),
+        "overrides": _override_rate(rows),
+        "slow_elapsed": _median([x for r in rows for x in r.get("slow_elapsed", [])]),
         "step_p99_ms": float(np.max(step99)) if step99 else None,
         "by_kind": agg,
     }
+
+
+def _override_rate(rows: list[dict]) -> float | None:
+    decisions = [d for r in rows for d in r.get("decisions", [])]
+    if not decisions:
+        return None
+    return sum(d in ("replace", "amend", "replace_unheard") for d in decisions) / len(decisions)
 
 
 def _cell(summary: dict, key: str, fmt: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -43,7 +44,17 @@ class BenchRun:
 
 
 def scenario_dir(out_dir: Path, agent: str, scenario: Scenario) -> Path:
-    return out_dir / agent / scenario.id
+    return out_dir / agent_folder(agent) / scenario.id
+
+
+def is_remote(agent: str) -> bool:
+    """A ``ws://HOST:PORT/api/chat`` agent: any server speaking Moshi's protocol (``server/client.py``)."""
+    return agent.startswith(("ws://", "wss://"))
+
+
+def agent_folder(agent: str) -> str:
+    """The output folder of an agent: its name, or for a server URL ``ws-HOST-PORT-api-chat``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", agent.split("?")[0]).strip("-") if is_remote(agent) else agent
 
 
 def is_done(out_dir: Path, agent: str, scenario: Scenario) -> bool:
@@ -88,8 +99,12 @@ class _Progress:
 
 def _run_one(models: ModelStack, cfg: Config, agent_name: str, scenario: Scenario, out_dir: Path) -> dict:
     audio, _ = read_user_audio(scenario.input_path)
-    agent = make_agent(agent_name, models, cfg)
-    result = run_agent(agent, audio, cfg.runtime.frame_ms)
+    if is_remote(agent_name):   # streamed to the server in real time over Opus, recorded as heard
+        from ..server.client import run_scenario
+        result = run_scenario(agent_name, audio, cfg.runtime.frame_ms)
+    else:
+        agent = make_agent(agent_name, models, cfg)
+        result = run_agent(agent, audio, cfg.runtime.frame_ms)
     folder = scenario_dir(out_dir, agent_name, scenario)
     output = result.recorder.agent[: len(audio)]   # FDB: output.wav is exactly as long as input.wav
     write_wav(folder / "output.wav", output)
@@ -105,16 +120,20 @@ def _run_one(models: ModelStack, cfg: Config, agent_name: str, scenario: Scenari
 
 def run_bench(agents: list[str], suite_dir: str | Path, out_dir: str | Path, cfg: Config | None = None,
               jobs: int = 1, limit: int | None = None, kinds: list[str] | None = None,
-              log=print) -> BenchRun:
+              sources: list[str] | None = None, log=print) -> BenchRun:
     cfg = cfg or Config()
     for name in agents:
-        if name not in AGENTS:
-            raise UserError(f"unknown agent {name!r}; choose from: {', '.join(AGENTS)}")
+        if name not in AGENTS and not is_remote(name):
+            raise UserError(f"unknown agent {name!r}; choose from: {', '.join(AGENTS)}, or ws://HOST:PORT/api/chat")
     scenarios, errors = load_suite(suite_dir)
     for err in errors:
         log(f"skipping scenario: {err}")
     if kinds:
         scenarios = [s for s in scenarios if s.kind in kinds]
+    if sources:
+        scenarios = [s for s in scenarios if s.source in sources]
+    if not scenarios:
+        raise UserError(f"{suite_dir}: no scenario matches --kinds/--source")
     if limit:
         scenarios = _balanced_subset(scenarios, limit)
     out = Path(out_dir)
@@ -134,11 +153,11 @@ def run_bench(agents: list[str], suite_dir: str | Path, out_dir: str | Path, cfg
 
     def work(item):
         agent_name, scenario = item
-        if not hasattr(local, "models"):  # one model stack per worker thread: no lock contention across jobs
+        if not is_remote(agent_name) and not hasattr(local, "models"):  # one model stack per worker thread
             local.models = ModelStack(cfg)
             local.models.load_all()
         try:
-            _run_one(local.models, cfg, agent_name, scenario, out)
+            _run_one(getattr(local, "models", None), cfg, agent_name, scenario, out)
         except UserError as e:
             run.failed.append(f"{agent_name}/{scenario.id}: {e}")
         progress.advance(f"{agent_name}/{scenario.id}", sf_duration(scenario))
