@@ -67,6 +67,22 @@ class TurnModelConfig:
 
 
 @dataclass(frozen=True)
+class DuplexConfig:
+    """When the full-duplex engine (and the predictive cascade) takes the floor, and when it backchannels.
+
+    The floor is taken after a silence of ``min_silence_s + max_extra_s * (1 - p)^2``, p being the turn
+    model's P(user done): sure -> the shortest gap people leave, unsure -> up to the fallback.
+    """
+    min_silence_s: float = 0.20    # never take the floor in a shorter gap: gaps inside phrases are this short
+    max_extra_s: float = 1.6       # a user who is surely not done gets this much more (then we answer anyway)
+    draft_p: float = 0.25          # start preparing an answer above this probability (cheap to discard)
+    bc_min_speech_s: float = 2.0   # backchannel: user speech since the turn began or the last backchannel
+    bc_min_gap_s: float = 5.0      # ... and time since the last one
+    bc_pause_s: tuple[float, float] = (0.18, 0.6)   # ... inside a pause this long
+    bc_max_p_done: float = 0.6     # ... while the user is likely holding the floor
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     frame_ms: int = 20             # one tick of both streams; 20 ms is Opus's and WebRTC's frame
     tail_s: float = 6.0            # silence `simulate` appends so the agent can answer a recording that ends on speech
@@ -102,6 +118,7 @@ class Config:
     tts: TtsConfig = field(default_factory=TtsConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    duplex: DuplexConfig = field(default_factory=DuplexConfig)
     moshi: MoshiConfig = field(default_factory=MoshiConfig)
 
     def with_(self, **sections) -> "Config":

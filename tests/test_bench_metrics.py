@@ -265,3 +265,12 @@ def test_fdb_examples_through_our_whisper(fdb_examples, whisper):
     assert rows["turn_taking"]["tor"] == 1 and rows["turn_taking"]["latency"] == pytest.approx(1.35, abs=0.4)
     assert rows["interrupt"]["tor"] == 1 and rows["interrupt"]["latency"] == pytest.approx(4.08, abs=0.4)
     assert rows["interrupt"]["n_words"] >= 25                         # FDB's chunks: 32 words
+
+
+def test_word_times_are_clipped_to_speech():
+    """A lone backchannel at 3.33-3.65 s that Whisper stamps 2.14-3.54 s is one short word, not a turn."""
+    from fullduplex.bench.metrics import clip_to_speech
+    from fullduplex.models.stt import Word
+    words = clip_to_speech([Word("Oh", 2.14, 3.54)], [(3.33, 3.646)])
+    assert [(w.start, w.end) for w in words] == [(3.33, 3.54)] and takeover(words) == 0
+    assert clip_to_speech([Word("x", 1.0, 2.0)], []) == [Word("x", 1.0, 2.0)], "no speech: kept as is"

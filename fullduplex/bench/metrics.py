@@ -11,6 +11,8 @@ place where we had to interpret:
   to published ones. ``load_chunks`` reads FDB's own ``output.json`` to check against its examples; a
   chunk with a null end gets end = start (FDB's pause script does this), one with a null start is
   dropped.
+- **Word times** are clipped to the Silero VAD speech they overlap (``clip_to_speech``): Whisper's
+  timestamps drift into silence around short isolated words, parakeet's do not.
 - **Takeover (TOR)** = 0 with no words; else 1 when the words span >= 1 s (first start to last end)
   or there are more than 3 words. Computed over the whole output, not a window (pause, turn-taking).
 - **Smooth turn-taking latency** = first word start - the *first* number of turn_taking.json's
@@ -138,7 +140,23 @@ def transcribe_words(audio: str | os.PathLike | np.ndarray, stt=None, start_s: f
     if transcript.text.strip() and not transcript.words:
         raise UserError(f"speech-to-text {getattr(stt, 'name', stt)!r} gives no word timestamps; "
                         "the bench needs Whisper (whisper-tiny or whisper-base)")
-    return [Word(w.text, w.start + start_s, w.end + start_s) for w in transcript.words if w.text.strip()]
+    words = [Word(w.text, w.start, w.end) for w in transcript.words if w.text.strip()]
+    words = clip_to_speech(words, speech_segments(audio))
+    return [Word(w.text, w.start + start_s, w.end + start_s) for w in words]
+
+
+def clip_to_speech(words: list[Word], segments: list[Span]) -> list[Word]:
+    """Whisper's word times drift into neighbouring silence (a lone "yeah" at 3.3 s can be stamped
+    2.1-3.5 s), which FDB's ASR (parakeet, tight timestamps) does not do and which would turn one short
+    word into a "turn" (>= 1 s). Each word is clipped to the VAD speech it overlaps; a word overlapping
+    no speech is kept as it is."""
+    out = []
+    for w in words:
+        hits = [(s, e) for s, e in segments if s < w.end and e > w.start]
+        if hits:
+            w = Word(w.text, max(w.start, hits[0][0]), min(w.end, hits[-1][1]))
+        out.append(w)
+    return out
 
 
 def takeover(words: list[Word]) -> int:

@@ -15,7 +15,7 @@ AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (
     SequentialAgent, StreamingAgent, StreamingClauseAgent, ParallelAgent, PredictiveAgent, DuplexAgent, MoshiAgent,
 )}
 
-DEFAULT_AGENT = "sequential"   # every command's default; becomes the CPU full-duplex engine once it exists
+DEFAULT_AGENT = "duplex"   # every command's default: the CPU full-duplex engine
 
 
 def make_agent(name: str, models: ModelStack, cfg: Config) -> Agent:

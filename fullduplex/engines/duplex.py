@@ -86,8 +86,8 @@ class DuplexAgent(Agent):
 
     def __init__(self, models, cfg) -> None:
         super().__init__(models, cfg)
-        self.end_of_turn = EndOfTurn(getattr(models, "turn_model", None))
-        self.bc_timing = BackchannelTiming()
+        self.end_of_turn = EndOfTurn(getattr(models, "turn_model", None), cfg.duplex)
+        self.bc_timing = BackchannelTiming(cfg.duplex)
 
     def prepare(self) -> None:
         super().prepare()

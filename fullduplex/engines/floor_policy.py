@@ -10,9 +10,10 @@ has heard, so they can be tested alone.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import numpy as np
+
+from ..config import DuplexConfig
 
 BACKCHANNEL_WORDS = frozenset(
     "mm mhm mmhm hm hmm uh huh uhhuh yeah yea yep yes yup right okay ok sure alright aha ah oh wow "
@@ -25,13 +26,6 @@ def is_backchannel(text: str, max_words: int = 3) -> bool:
     return len(words) <= max_words and all(w in BACKCHANNEL_WORDS for w in words)
 
 
-@dataclass(frozen=True)
-class TurnTiming:
-    min_silence_s: float = 0.20   # never take the floor in a shorter gap: gaps inside phrases are this short
-    max_extra_s: float = 1.6      # a user who is surely not done gets this much more (then we answer anyway)
-    draft_p: float = 0.25         # start preparing an answer above this probability (cheap to discard)
-
-
 class EndOfTurn:
     """P(user done) -> the silence after which the agent takes the floor: ``min + extra * (1 - p)^2``.
 
@@ -39,7 +33,7 @@ class EndOfTurn:
     without it, a transparent text rule stands in (trailing conjunction/filler -> holding).
     """
 
-    def __init__(self, predictor=None, timing: TurnTiming = TurnTiming()) -> None:
+    def __init__(self, predictor=None, timing: DuplexConfig = DuplexConfig()) -> None:
         self.predictor = predictor
         self.timing = timing
 
@@ -72,20 +66,17 @@ def text_rule(text: str) -> float:
     return 0.4
 
 
-@dataclass
 class BackchannelTiming:
     """Acknowledge at a short pause after a stretch of the user's speech, while they are holding the floor.
 
     People backchannel at pauses after clause ends, roughly every few seconds of the speaker's talk
-    and rarely twice in a row; these defaults follow that and are tuned by the bench's JSD.
+    and rarely twice in a row (``DuplexConfig`` holds the numbers).
     """
 
-    min_speech_s: float = 2.0      # of user speech since the turn began or the last backchannel
-    min_gap_s: float = 5.0         # between two backchannels
-    pause_from_s: float = 0.18     # the pause must have lasted this long (a real gap, not a stop consonant)
-    pause_to_s: float = 0.6        # ... and not longer: by then it is a late acknowledgement
-    max_p_done: float = 0.6        # above this the user is likely done: answer instead
+    def __init__(self, cfg: DuplexConfig = DuplexConfig()) -> None:
+        self.cfg = cfg
 
     def fits(self, speech_since_s: float, since_last_s: float, silence_s: float, p_done: float) -> bool:
-        return (speech_since_s >= self.min_speech_s and since_last_s >= self.min_gap_s
-                and self.pause_from_s <= silence_s <= self.pause_to_s and p_done <= self.max_p_done)
+        c = self.cfg
+        return (speech_since_s >= c.bc_min_speech_s and since_last_s >= c.bc_min_gap_s
+                and c.bc_pause_s[0] <= silence_s <= c.bc_pause_s[1] and p_done <= c.bc_max_p_done)
