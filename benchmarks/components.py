@@ -21,13 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fullduplex.audio.io import read_user_audio  # noqa: E402
-from fullduplex.config import Config, LlmConfig, SttConfig, TtsConfig  # noqa: E402
+from fullduplex.config import Config, SttConfig, TtsConfig  # noqa: E402
 from fullduplex.models.llm import load_llm  # noqa: E402
 from fullduplex.models.stt import load_stt  # noqa: E402
 from fullduplex.models.tts import load_tts  # noqa: E402
 from fullduplex.models.vad import CHUNK_S, SileroVad  # noqa: E402
 from fullduplex.textnorm import word_errors  # noqa: E402
-from tests.conftest import DATA, SHARED, read_clip, reference_text  # noqa: E402
+from tests.conftest import SHARED, read_clip, reference_text  # noqa: E402
 from tests.test_stt import CLIPS  # noqa: E402
 from tests.test_vad import frame_accuracy, read_scv  # noqa: E402
 

@@ -7,7 +7,6 @@ stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 

@@ -132,7 +132,7 @@ def test_floor_policies():
 
 from fullduplex.runtime.runner import run_agent  # noqa: E402
 
-from .conftest import DATA, read_clip  # noqa: E402
+from .conftest import read_clip  # noqa: E402
 
 
 def run_real(models, audio):

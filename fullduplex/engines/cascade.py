@@ -18,43 +18,25 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..audio.frames import SAMPLE_RATE, seconds
-from ..models.vad import SpeechSegmenter
-from .base import Agent, Session
-from .text_pieces import TextPieces
-from .voice import Piece, Voice
-from .workers import JobFailed, Worker
+from .base import Session
+from .talker import TalkingAgent, ThinkDone
+from .voice import Piece
+from .workers import JobFailed
 
 PREROLL_S = 0.3      # audio kept before the VAD's speech start: onsets are soft and the STT needs them
 
 
-@dataclass
-class ThinkDone:
-    turn: int
-    gen: int
-    user_text: str
-    reply: str          # what the LLM wrote
-    pieces: int         # how many pieces went to speech
-
-
-class SequentialAgent(Agent):
+class SequentialAgent(TalkingAgent):
     name = "sequential"
     description = "architecture 1: VAD silence threshold -> whole-utterance STT -> full LLM reply -> whole-reply TTS"
-    streaming = False      # pieces to TTS as they are written (True) or the whole reply at once
-    first_clause = False   # let the first piece end at a clause boundary
+    streaming = False      # the whole reply is synthesised, then played
 
     def start(self, session: Session) -> None:
         super().start(session)
-        self.vad = self.models.vad()
-        self.segmenter = SpeechSegmenter(self.cfg.vad)
-        self.voice = Voice(self.name, lambda: self.models.tts, self.emit, self.cfg.runtime.max_reply_s)
-        self.playback = self.voice.playback
-        self.think = Worker(f"{self.name}-think", depth=1)
-        self.history: list[dict] = []
         self.turn = 1
         self.state = "listening"   # -> "thinking" -> "speaking" -> "listening"
         self._audio: deque[np.ndarray] = deque()
@@ -67,7 +49,6 @@ class SequentialAgent(Agent):
         self._received = 0                     # pieces of this generation synthesised and queued
         self._spoken: list[str] = []           # texts of pieces the user has started hearing
         self._user_text = ""
-        self._draft: list[str] = []            # the LLM's tokens so far (written by the think thread)
         self._playing = False
 
     # -- the audio path ------------------------------------------------------------------------------
@@ -164,11 +145,6 @@ class SequentialAgent(Agent):
         self._heard_speech = self.segmenter.in_speech
 
     # -- worker threads ------------------------------------------------------------------------------
-    def messages(self, user_text: str) -> list[dict]:
-        keep = self.history[-2 * self.cfg.llm.history_turns:] if self.cfg.llm.history_turns else []
-        return [{"role": "system", "content": self.cfg.llm.system_prompt}, *keep,
-                {"role": "user", "content": user_text}]
-
     def _transcribe(self, turn: int, audio: np.ndarray) -> str:
         text = self.models.stt.transcribe(audio).text
         self.emit("stt.final", turn, text=text, audio_s=round(seconds(len(audio)), 3))
@@ -180,39 +156,7 @@ class SequentialAgent(Agent):
         user_text = self._transcribe(turn, audio)
         if not user_text:
             return ThinkDone(turn, gen, "", "", 0)
-        return self._generate(turn, gen, user_text, self.models.llm, cancel)
-
-    def _generate(self, turn: int, gen: int, user_text: str, llm, cancel: threading.Event,
-                  event: str = "llm") -> ThinkDone:
-        """Stream the LLM's reply; hand pieces to speech as they complete (or the whole reply at the end)."""
-        cutter = TextPieces(first_clause=self.first_clause)
-        tokens: list[str] = []
-        self._draft = tokens
-        pieces = 0
-        for token in llm.stream(self.messages(user_text), cancel):
-            if not tokens:
-                self.emit(f"{event}.first_token", turn)
-            tokens.append(token)
-            self.emit(f"{event}.token", turn, text=token)
-            if self.streaming:
-                for text in cutter.push(token):
-                    pieces += self._say(turn, gen, pieces, text)
-        reply = "".join(tokens).strip()
-        self.emit(f"{event}.done", turn, text=reply, tokens=len(tokens))
-        if cancel.is_set():
-            return ThinkDone(turn, gen, user_text, reply, pieces)
-        rest = cutter.flush() if self.streaming else ([reply] if reply else [])
-        for text in rest:
-            pieces += self._say(turn, gen, pieces, text)
-        return ThinkDone(turn, gen, user_text, reply, pieces)
-
-    def _say(self, turn: int, gen: int, index: int, text: str) -> int:
-        return self.voice.say(turn, gen, index, text)
-
-    def close(self) -> None:
-        if hasattr(self, "think"):
-            self.think.close()
-            self.voice.close()
+        return self.generate(turn, gen, user_text, self.models.llm, cancel)
 
 
 class StreamingAgent(SequentialAgent):

@@ -27,21 +27,17 @@ Threads: ear (STT), think (LLM), speak (TTS); ``step()`` does the VAD, cheap dec
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..audio.frames import SAMPLE_RATE, seconds
-from ..models.vad import SpeechSegmenter
-from .backchannels import BackchannelBank
-from .base import Agent, Session
-from .cascade import ThinkDone
+from .base import Session
 from .ear import Ear
 from .floor_policy import BackchannelTiming, EndOfTurn, is_backchannel
-from .text_pieces import TextPieces
-from .voice import Piece, Voice
+from .talker import TalkingAgent, ThinkDone
+from .voice import Piece
 from .workers import JobFailed, Worker
 
 PREROLL_S = 0.3        # audio before the VAD's speech start handed to the recogniser
@@ -77,12 +73,13 @@ class Reply:
     yield_t: float = 0.0
 
 
-class DuplexAgent(Agent):
+class DuplexAgent(TalkingAgent):
     name = "duplex"
     description = ("architecture 5 on CPU: always listening, speculative replies ready at the turn end, "
                    "backchannels, yields to interruptions (the embedded default)")
     listens_while_speaking = True   # False: user speech over the agent's reply is ignored, as in a pipeline
     backchannels = True
+    first_clause = True             # the first piece as soon as a clause is written: first audio sooner
 
     def __init__(self, models, cfg) -> None:
         super().__init__(models, cfg)
@@ -97,14 +94,8 @@ class DuplexAgent(Agent):
 
     def start(self, session: Session) -> None:
         super().start(session)
-        self.vad = self.models.vad()
-        self.segmenter = SpeechSegmenter(self.cfg.vad)
-        self.voice = Voice(self.name, lambda: self.models.tts, self.emit, self.cfg.runtime.max_reply_s)
-        self.playback = self.voice.playback
         self.ear = Ear(lambda: self.models.stt, self.emit)
-        self.think = Worker(f"{self.name}-think", depth=1)
         self.judge = Worker(f"{self.name}-judge", depth=1)   # the turn model (Smart Turn costs ~60-90 ms)
-        self.history: list[dict] = []
         self._turn_ids = 0
         self.user: UserTurn | None = None
         self.reply: Reply | None = None
@@ -239,7 +230,7 @@ class DuplexAgent(Agent):
         self._held_draft: list[Piece] = []
         self.emit("draft.start", user.id, t=t, text=user.text, p_done=round(user.p_done, 3))
         turn, text = user.id, user.text
-        self.think.submit(lambda cancel: self._generate(turn, gen, text, cancel))
+        self.think.submit(lambda cancel: self.generate(turn, gen, text, self.models.llm, cancel))
 
     def _drop_draft(self) -> None:
         self.think.cancel()
@@ -338,34 +329,10 @@ class DuplexAgent(Agent):
             self.history += [{"role": "user", "content": reply.user_text}, {"role": "assistant", "content": heard + " —"}]
         self._drop_reply()
 
-    # -- the think thread ----------------------------------------------------------------------------
-    def messages(self, user_text: str) -> list[dict]:
-        keep = self.history[-2 * self.cfg.llm.history_turns:] if self.cfg.llm.history_turns else []
-        return [{"role": "system", "content": self.cfg.llm.system_prompt}, *keep,
-                {"role": "user", "content": user_text}]
-
-    def _generate(self, turn: int, gen: int, user_text: str, cancel: threading.Event) -> ThinkDone:
-        cutter = TextPieces(first_clause=True)
-        tokens: list[str] = []
-        pieces = 0
-        for token in self.models.llm.stream(self.messages(user_text), cancel):
-            if not tokens:
-                self.emit("llm.first_token", turn)
-            tokens.append(token)
-            for text in cutter.push(token):
-                pieces += self.voice.say(turn, gen, pieces, text)
-        reply = "".join(tokens).strip()
-        self.emit("llm.done", turn, text=reply, tokens=len(tokens), gen=gen)
-        if not cancel.is_set():
-            for text in cutter.flush():
-                pieces += self.voice.say(turn, gen, pieces, text)
-        return ThinkDone(turn, gen, user_text, reply, pieces)
-
     def close(self) -> None:
-        if hasattr(self, "think"):
-            self.think.close()
+        super().close()
+        if hasattr(self, "judge"):
             self.judge.close()
-            self.voice.close()
             self.ear.shutdown()
 
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from ..textnorm import normalize
 from .base import Session
-from .cascade import StreamingAgent, ThinkDone
+from .cascade import StreamingAgent
+from .talker import ThinkDone
 from .text_pieces import split_pieces
 from .workers import JobFailed, Worker
 
@@ -99,7 +100,7 @@ class ParallelAgent(StreamingAgent):
         self._user_text = user_text
         started = time.monotonic()
         self.slow.submit(lambda slow_cancel: self._slow_reply(turn, gen, user_text, started, slow_cancel))
-        return self._generate(turn, gen, user_text, self.models.llm, cancel)
+        return self.generate(turn, gen, user_text, self.models.llm, cancel)
 
     def _slow_reply(self, turn: int, gen: int, user_text: str, started: float, cancel: threading.Event) -> SlowDone:
         pieces = []
@@ -145,7 +146,7 @@ class ParallelAgent(StreamingAgent):
         self.think.submit(lambda cancel: self._say_all(turn, gen, user_text, text))
 
     def _say_all(self, turn: int, gen: int, user_text: str, text: str) -> ThinkDone:
-        pieces = sum(self._say(turn, gen, i, piece) for i, piece in enumerate(split_pieces(text)))
+        pieces = sum(self.voice.say(turn, gen, i, piece) for i, piece in enumerate(split_pieces(text)))
         return ThinkDone(turn, gen, user_text, text, pieces)
 
     def close(self) -> None:

@@ -145,7 +145,6 @@ def fit(X: np.ndarray, y: np.ndarray, features: list[str], params: GbmParams = G
         else:
             use = np.ones(n, bool)
         nodes: list[list] = []
-        assign = np.zeros(n, np.int64)     # node index of each row
         frontier = [(0, np.flatnonzero(use), -np.inf, np.inf)]
         nodes.append([-1, 0.0, False, -1, -1, 0.0])
         for level in range(params.depth + 1):
