@@ -32,6 +32,22 @@ def as_frame(audio: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([audio, silence(n - len(audio))])
 
 
+def pop_samples(chunks, out: np.ndarray) -> int:
+    """Fill ``out`` from the front of a deque of audio chunks (splitting the last one used);
+    returns how many samples it filled (less than ``len(out)`` when the chunks run out)."""
+    filled = 0
+    while filled < len(out) and chunks:
+        chunk = chunks[0]
+        take = min(len(out) - filled, len(chunk))
+        out[filled:filled + take] = chunk[:take]
+        filled += take
+        if take == len(chunk):
+            chunks.popleft()
+        else:
+            chunks[0] = chunk[take:]
+    return filled
+
+
 def rms_dbfs(audio: np.ndarray) -> float:
     if len(audio) == 0:
         return -120.0

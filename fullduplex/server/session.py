@@ -31,7 +31,7 @@ import numpy as np
 import sphn
 
 from ..audio.clock import RealClock
-from ..audio.frames import SAMPLE_RATE, as_frame, frame_samples, seconds, silence
+from ..audio.frames import SAMPLE_RATE, as_frame, frame_samples, pop_samples, seconds, silence
 from ..audio.resample import StreamResampler
 from ..engines.base import Agent, Session
 from ..events import Event, EventLog
@@ -100,17 +100,7 @@ class InputBuffer:
                 self._primed = False
                 return None
             out = np.empty(n, np.float32)
-            filled = 0
-            while filled < n:
-                chunk = self._chunks[0]
-                take = min(n - filled, len(chunk))
-                out[filled:filled + take] = chunk[:take]
-                filled += take
-                if take == len(chunk):
-                    self._chunks.popleft()
-                else:
-                    self._chunks[0] = chunk[take:]
-            self._n -= n
+            self._n -= pop_samples(self._chunks, out)   # n are there: checked above
             return out
 
     def discard(self, n: int) -> int:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..audio.clock import RealClock
-from ..audio.frames import SAMPLE_RATE, frame_samples, seconds
+from ..audio.frames import SAMPLE_RATE, frame_samples, pop_samples, seconds
 from ..audio.resample import StreamResampler
 from ..config import Config
 from ..engines import ModelStack, make_agent
@@ -84,17 +84,7 @@ class _Speaker:
     def pull(self, n: int) -> np.ndarray:
         out = np.zeros(n, np.float32)
         with self._lock:
-            filled = 0
-            while filled < n and self._buf:
-                chunk = self._buf[0]
-                take = min(n - filled, len(chunk))
-                out[filled:filled + take] = chunk[:take]
-                filled += take
-                if take == len(chunk):
-                    self._buf.popleft()
-                else:
-                    self._buf[0] = chunk[take:]
-            self._n -= filled
+            self._n -= pop_samples(self._buf, out)
         return out
 
 
