@@ -252,18 +252,19 @@ class DuplexAgent(TalkingAgent):
             for r in (self.reply, self.draft):
                 if r is not None and r.gen == result.gen:
                     r.done = result
-        while (piece := self.voice.speak.poll()) is not None:
-            if isinstance(piece, JobFailed):
-                self.emit("error", None, where="speak", message=str(piece.error))
-            elif self.reply is not None and piece.gen == self.reply.gen:
-                self.reply.received += 1
-                if self.reply.held is not None:
-                    self.reply.held.append([piece.audio, piece, 0])
-                else:
-                    self.playback.push(piece.audio, piece)
-            elif self.draft is not None and piece.gen == self.draft.gen:
-                self.draft.received += 1
-                self._held_draft.append(piece)
+        self.voice.collect(self._route)
+
+    def _route(self, piece: Piece) -> None:
+        """A synthesised piece goes to playback, or is held: in a draft not yet spoken, or while yielded."""
+        if self.reply is not None and piece.gen == self.reply.gen:
+            self.reply.received += 1
+            if self.reply.held is not None:
+                self.reply.held.append([piece.audio, piece, 0])
+            else:
+                self.playback.push(piece.audio, piece)
+        elif self.draft is not None and piece.gen == self.draft.gen:
+            self.draft.received += 1
+            self._held_draft.append(piece)
 
     def _on_started(self, tag, t: float) -> None:
         if not isinstance(tag, Piece) or self.reply is None or tag.gen != self.reply.gen:

