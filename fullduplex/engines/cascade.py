@@ -23,11 +23,10 @@ import numpy as np
 
 from ..audio.frames import SAMPLE_RATE, seconds
 from .base import Session
-from .talker import TalkingAgent, ThinkDone
+from .talker import PREROLL_S, TalkingAgent, ThinkDone
 from .voice import Piece
 from .workers import JobFailed
 
-PREROLL_S = 0.3      # audio kept before the VAD's speech start: onsets are soft and the STT needs them
 
 
 class SequentialAgent(TalkingAgent):

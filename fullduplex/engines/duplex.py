@@ -36,11 +36,10 @@ from ..audio.frames import SAMPLE_RATE, seconds
 from .base import Session
 from .ear import Ear
 from .floor_policy import BackchannelTiming, EndOfTurn, is_backchannel
-from .talker import TalkingAgent, ThinkDone
+from .talker import PREROLL_S, TalkingAgent, ThinkDone
 from .voice import Piece
 from .workers import JobFailed, Worker
 
-PREROLL_S = 0.3        # audio before the VAD's speech start handed to the recogniser
 TAIL_S = 10.0          # trailing audio the turn model reads (Smart Turn: 8 s before the pause)
 BACKCHANNEL_MAX_S = 0.8  # user speech over the agent longer than this is a barge-in, whatever it says
 P_EVERY_S = 0.06       # how often the turn model is asked during a pause

@@ -17,6 +17,8 @@ from .text_pieces import TextPieces
 from .voice import Voice
 from .workers import Worker
 
+PREROLL_S = 0.3      # audio kept before the VAD's speech start: onsets are soft and the recogniser needs them
+
 
 @dataclass
 class ThinkDone:
