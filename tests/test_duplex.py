@@ -121,7 +121,7 @@ def test_a_user_backchannel_does_not_stop_the_reply():
 
 
 def test_floor_policies():
-    assert is_backchannel("Mm-hm.") and is_backchannel("oh, right") and is_backchannel("")
+    assert is_backchannel("Mm-hm.") and is_backchannel("oh, right") and is_backchannel("") and is_backchannel("Um.")
     assert not is_backchannel("wait, what?") and not is_backchannel("yeah but no I meant Tuesday")
     assert text_rule("What time is it?") > 0.8 and text_rule("and then we went to the") < 0.2
     eot = EndOfTurn()

@@ -18,12 +18,14 @@ from ..config import DuplexConfig
 BACKCHANNEL_WORDS = frozenset(
     "mm mhm mmhm hm hmm uh huh uhhuh yeah yea yep yes yup right okay ok sure alright aha ah oh wow "
     "i see true exactly totally got it cool nice".split())
+# A lone filler over the agent says nothing either; the recogniser often hears a quiet "uh-huh" as "Um."
+FILLER_WORDS = frozenset("um umm uh er erm ah".split())
 
 
 def is_backchannel(text: str, max_words: int = 3) -> bool:
-    """True for "mm-hm", "yeah", "oh right", "I see" (and for silence-like nothing), not for content."""
+    """True for "mm-hm", "yeah", "oh right", "I see", a lone "um" (and silence-like nothing), not content."""
     words = re.findall(r"[a-z']+", text.lower().replace("-", ""))
-    return len(words) <= max_words and all(w in BACKCHANNEL_WORDS for w in words)
+    return len(words) <= max_words and all(w in BACKCHANNEL_WORDS or w in FILLER_WORDS for w in words)
 
 
 class EndOfTurn:
