@@ -239,6 +239,20 @@ def test_shipped_model_separates_the_vap_pairs_it_never_saw(predictor, shared_da
 
 # --- training ---------------------------------------------------------------------------------------------
 
+def test_scores_separation_and_bootstrap_intervals():
+    from types import SimpleNamespace as P
+
+    from fullduplex.turn.scoring import score, score_with_ci
+    pauses = [P(done=True, gap_s=float("inf"))] * 6 + [P(done=False, gap_s=g) for g in (0.4, 0.6, 0.8, 1.2)]
+    silence = score(np.full(10, 0.7), pauses, 1.0)
+    assert silence["separation"] == 0.5 and silence["false_cutoffs"] == 0.5 and silence["shift_detected"] == 1.0
+    knows = score_with_ci(np.array([0.3] * 6 + [1.5] * 4), pauses, 1.0, n=200)
+    assert knows["separation"] == 1.0 and knows["false_cutoffs"] == 0.0 and knows["mean_delay_s"] == 0.3
+    mixed = score_with_ci(np.array([0.3, 0.3, 0.3, 1.5, 1.5, 1.5, 0.3, 1.5, 0.3, 1.5]), pauses, 1.0, n=500)
+    lo, hi = mixed["ci"]["separation"]
+    assert lo < mixed["separation"] < hi and hi - lo > 0.2   # six shifts and four holds say little
+
+
 def test_small_training_run_is_deterministic_and_loads(tmp_path):
     from fullduplex.turn.model import TurnPredictor
     from fullduplex.turn.train import TrainConfig, train

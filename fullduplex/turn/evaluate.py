@@ -18,9 +18,9 @@ Each detector gets the audio up to now and says "done" at some silence duration 
 - ours: P(done) on a 20 ms grid from 0.2 s (Smart Turn's answer joins once it is computed); done at
   the model's threshold, or the 2 s fallback.
 
-Scores: false cut-offs = holds where it fired before the speaker went on; a shift is detected when it
-fired within ``window_s`` (1 s); balanced accuracy = mean of the two rates; mean delay = mean fire
-time over the shifts (fallbacks included), compute time included.
+Scores (``scoring.py``): false cut-offs, shifts detected within ``window_s`` (1 s), balanced accuracy,
+mean delay over the shifts (compute time and fallbacks included), and separation (does it fire
+earlier on shifts than on holds; 0.5 for any silence threshold), each with a 90 % bootstrap interval.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from ..errors import UserError
 from .data import DataConfig, build_clips, compute_signals, default_shared_dir, render_vap, vap_rows
 from .features import SMART_TURN_AT_S, pause_signals
 from .gbm import Trees
+from .scoring import auc, score, score_with_ci
 from .train import (DEFAULT_CACHE, MAX_SILENCE_S, TrainConfig, choose_threshold, fire_times, fit_trees,
                     out_of_fold_curves, probability_curves, training_events)
 
@@ -234,21 +235,6 @@ def eval_signals(pauses: list[Pause], audio: dict[str, np.ndarray], cache: Path,
 # ----------------------------------------------------------------------------------------------------
 # Detectors and scores
 
-def score(fire: np.ndarray, pauses: list[Pause], window_s: float) -> dict:
-    holds = [i for i, p in enumerate(pauses) if not p.done]
-    shifts = [i for i, p in enumerate(pauses) if p.done]
-    cut = [bool(fire[i] < pauses[i].gap_s - 1e-9) for i in holds]
-    hit = [bool(fire[i] <= window_s + 1e-9) for i in shifts]
-    fco = float(np.mean(cut)) if cut else float("nan")
-    tpr = float(np.mean(hit)) if hit else float("nan")
-    return {
-        "balanced_accuracy": (tpr + 1 - fco) / 2 if cut and hit else float("nan"),
-        "false_cutoffs": fco, "cutoffs_n": int(sum(cut)), "holds": len(holds),
-        "shift_detected": tpr, "shifts": len(shifts),
-        "mean_delay_s": float(np.mean(fire[shifts])) if shifts else float("nan"),
-    }
-
-
 def smart_turn_fire(pauses: list[Pause], latency_s: float) -> np.ndarray:
     return np.array([SMART_TURN_AT_S + latency_s if p.signals["smart_turn"] > 0.5 else SMART_TURN_FALLBACK_S
                      for p in pauses])
@@ -286,14 +272,6 @@ def vap_cross_validated(trees_for: Callable[[tuple[str, ...]], Trees], threshold
                         latency_s: float, holdout: tuple[str, ...], max_silence_s: float = MAX_SILENCE_S) -> np.ndarray:
     grid, curves = vap_cross_validated_curves(trees_for, pauses, latency_s, holdout)
     return fire_times(curves, grid, threshold, max_silence_s)
-
-
-def auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(a random positive scores above a random negative), ties half."""
-    pos, neg = np.asarray(pos), np.asarray(neg)
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg)))
 
 
 def vap_separation(trees: Trees, pauses: list[Pause], at_s: float = 0.3, latency_s: float = 0.06) -> float:
@@ -377,8 +355,9 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] = lambda m: None) 
     for set_name, ps in sets.items():
         rows = {}
         for t in SILENCE_THRESHOLDS:
-            rows[f"silence {int(t * 1000)} ms"] = score(np.full(len(ps), t), ps, cfg.window_s)
-        rows["Smart Turn v3.2 (Pipecat: 0.2 s, else 3 s)"] = score(smart_turn_fire(ps, st_latency), ps, cfg.window_s)
+            rows[f"silence {int(t * 1000)} ms"] = score_with_ci(np.full(len(ps), t), ps, cfg.window_s)
+        rows["Smart Turn v3.2 (Pipecat: 0.2 s, else 3 s)"] = score_with_ci(smart_turn_fire(ps, st_latency), ps,
+                                                                          cfg.window_s)
         if set_name == "vap":
             fire = vap_cross_validated(trainer(tuple(spec["groups"]), predictor.trees), predictor.threshold, ps,
                                        st_latency, holdout, predictor.max_silence_s)
@@ -386,7 +365,7 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] = lambda m: None) 
         else:
             fire = model_fire(predictor.trees, predictor.threshold, ps, st_latency, predictor.max_silence_s)
             label = f"ours v{predictor.version}"
-        rows[label] = score(fire, ps, cfg.window_s)
+        rows[label] = score_with_ci(fire, ps, cfg.window_s)
         results["sets"][set_name] = rows
     held_vap = [p for p in sets["vap"] if p.group in holdout]
     results["vap_heldout_auc"] = vap_separation(predictor.trees, held_vap, latency_s=st_latency) if held_vap else None
@@ -468,6 +447,19 @@ def _pct(x: float) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f} %"
 
 
+def _num(x: float | None) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def _ci(interval, pct: bool = False) -> str:
+    if not interval or interval[0] is None or math.isnan(interval[0]):
+        return ""
+    lo, hi = interval
+    if abs(hi - lo) < 1e-9:
+        return ""
+    return f" [{100 * lo:.0f}, {100 * hi:.0f}]" if pct else f" [{lo:.2f}, {hi:.2f}]"
+
+
 def format_report(results: dict) -> str:
     lines = [f"Model: {results['model']}",
              f"A shift counts as detected when the detector fires within {results['window_s']:.1f} s; "
@@ -481,12 +473,17 @@ def format_report(results: dict) -> str:
         any_row = next(iter(rows.values()))
         lines.append(f"### {titles.get(set_name, set_name)}: {any_row['shifts']} shifts, {any_row['holds']} holds")
         lines.append("")
-        lines.append("| detector | balanced accuracy | false cut-offs | shifts detected | mean delay (s) |")
-        lines.append("|---|---|---|---|---|")
+        lines.append("| detector | balanced accuracy | false cut-offs | shifts detected | mean delay (s) "
+                     "| separation (AUC) |")
+        lines.append("|---|---|---|---|---|---|")
         for name, s in rows.items():
-            delay = "—" if math.isnan(s["mean_delay_s"]) else f"{s['mean_delay_s']:.2f}"
-            lines.append(f"| {name} | {_pct(s['balanced_accuracy'])} | {_pct(s['false_cutoffs'])} "
-                         f"({s['cutoffs_n']}/{s['holds']}) | {_pct(s['shift_detected'])} | {delay} |")
+            ci = s.get("ci", {})
+            lines.append(f"| {name} | {_pct(s['balanced_accuracy'])}{_ci(ci.get('balanced_accuracy'), True)} "
+                         f"| {_pct(s['false_cutoffs'])} ({s['cutoffs_n']}/{s['holds']}){_ci(ci.get('false_cutoffs'), True)} "
+                         f"| {_pct(s['shift_detected'])} | {_num(s['mean_delay_s'])}{_ci(ci.get('mean_delay_s'))} "
+                         f"| {_num(s['separation'])}{_ci(ci.get('separation'))} |")
+        lines.append("")
+        lines.append("[a, b]: 90 % bootstrap interval (shifts and holds resampled separately).")
         lines.append("")
     if results.get("vap_heldout_auc") is not None:
         lines.append(f"VAP phrase groups the shipped model never saw: P(done) at 0.3 s of silence ranks a short phrase's "
@@ -503,13 +500,14 @@ def format_report(results: dict) -> str:
                  + (f" LLM end-of-utterance {c['llm_ms']:.0f} ms." if c.get("llm_ms") else ""))
     if "ablation" in results:
         lines += ["", "### Ablation (each variant retrained on the same data; threshold chosen the same way)", "",
-                  "| variant | conversations: BA / cut-offs / delay | VAP (cross-validated): BA / cut-offs / delay "
-                  "| monologue cut-offs |", "|---|---|---|---|"]
+                  "| variant | conversations: BA / cut-offs / delay / separation | VAP (cross-validated): BA / cut-offs "
+                  "/ delay / separation | monologue cut-offs |", "|---|---|---|---|"]
         for r in results["ablation"]:
             cells = []
             for set_name in ("conversations", "vap"):
                 s = r[set_name]
-                cells.append(f"{_pct(s['balanced_accuracy'])} / {_pct(s['false_cutoffs'])} / {s['mean_delay_s']:.2f} s")
+                cells.append(f"{_pct(s['balanced_accuracy'])} / {_pct(s['false_cutoffs'])} / {s['mean_delay_s']:.2f} s"
+                             f" / {_num(s['separation'])}")
             lines.append(f"| {r['variant']} (P >= {r['threshold']:.2f}, fallback {r['max_silence_s']:.1f} s) | {cells[0]} | {cells[1]} | "
                          f"{_pct(r['monologue']['false_cutoffs'])} |")
     for key, title in (("tradeoff", "real pauses (conversation shifts and holds + monologue holds)"),
