@@ -179,6 +179,7 @@ def test_a_slow_model_drops_frames_and_says_so(tiny, monkeypatch):
     wait_bound = (cfg.moshi.queue_frames + 1) * summary["compute_max_ms"] + 50
     assert summary["latency_p50_ms"] <= wait_bound, "bounded queue: the wait never grows past its depth"
     assert len(result.recorder.agent) == 32000
+    assert result.queue_fill == 1.0 and result.jobs_refused == summary["dropped"], "the runner sees the full queue"
 
 
 def test_loads_from_a_folder_with_the_network_disabled(tiny, monkeypatch):

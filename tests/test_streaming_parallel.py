@@ -65,6 +65,8 @@ def test_streaming_first_audio_before_the_llm_finishes(models):
     assert start.t < done.t - 0.3, f"first audio {start.t:.2f} s, LLM done {done.t:.2f} s"
     spoken = [e.data["text"] for e in ev if e.kind == "playback.piece"]
     assert spoken == split_pieces(reply)
+    assert set(result.queues) == {"streaming-think", "streaming-speak"} and result.jobs_refused == 0
+    assert 0 < result.queue_fill <= 1.0
 
 
 @pytest.mark.slow

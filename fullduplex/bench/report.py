@@ -58,6 +58,8 @@ COLUMNS = [  # (key in the summary, header, format)
     ("during_user", "audible in user speech", "{:.0%}"),
     ("bc_per_user_min", "BC per user-min", "{:.1f}"),
     ("cpu", "CPU s/s", "{:.2f}"),
+    ("queue_fill", "fullest queue", "{:.0%}"),
+    ("jobs_refused", "jobs refused", "{:.0f}"),
     ("response", "own timeline: speech end → audio s", "{:.2f}"),
 ]
 
@@ -145,6 +147,8 @@ def summarise(rows: list[dict]) -> dict:
         "overrides": _override_rate(rows),
         "slow_elapsed": _median([x for r in rows for x in r.get("slow_elapsed", [])]),
         "step_p99_ms": float(np.max(step99)) if step99 else None,
+        "queue_fill": max((r["queue_fill"] for r in rows if r.get("queue_fill") is not None), default=None),
+        "jobs_refused": sum(r.get("jobs_refused", 0) for r in rows),
         "by_kind": agg,
     }
 

@@ -113,7 +113,8 @@ def _run_one(models: ModelStack, cfg: Config, agent_name: str, scenario: Scenari
              "audio_s": round(len(audio) / 16000, 3), "cpu_s": round(result.cpu_s, 3),
              "cpu_per_audio_s": round(result.cpu_per_audio_s, 3),
              "step_p50_ms": round(result.step_percentile(50), 3), "step_p99_ms": round(result.step_percentile(99), 3),
-             "late_frames": result.late_frames, "frames": len(result.step_ms)}
+             "late_frames": result.late_frames, "frames": len(result.step_ms),
+             "queue_fill": round(result.queue_fill, 3), "jobs_refused": result.jobs_refused}
     write_text(folder / RUN_FILE, json.dumps(stats, indent=1))
     return stats
 

@@ -56,6 +56,10 @@ class Agent:
     def close(self) -> None:
         """Stop workers; called once after the last frame, also on errors."""
 
+    def workers(self) -> list:
+        """The ``Worker``s this agent started (for the queue report: every queue bounded and measured)."""
+        return []
+
     def emit(self, kind: str, turn: int | None = None, t: float | None = None, **data) -> Event:
         assert self.session is not None, "start() first"
         return self.session.events.add(Event(self.session.clock.now() if t is None else t, kind, turn, data))

@@ -329,6 +329,9 @@ class DuplexAgent(TalkingAgent):
             self.history += [{"role": "user", "content": reply.user_text}, {"role": "assistant", "content": heard + " —"}]
         self._drop_reply()
 
+    def workers(self) -> list:
+        return super().workers() + ([self.judge, self.ear.worker] if hasattr(self, "judge") else [])
+
     def close(self) -> None:
         super().close()
         if hasattr(self, "judge"):

@@ -114,6 +114,9 @@ class MoshiAgent(Agent):
                   dtype=str(m.dtype).removeprefix("torch."), random_weights=m.random_weights,
                   load_s=round(m.load_s, 3), frame_ms=round(m.frame_s * 1000, 3), description=m.describe())
 
+    def workers(self) -> list:
+        return [self.worker] if hasattr(self, "worker") else []
+
     def close(self) -> None:
         if not hasattr(self, "worker"):
             self._release(True)

@@ -149,6 +149,9 @@ class ParallelAgent(StreamingAgent):
         pieces = sum(self.voice.say(turn, gen, i, piece) for i, piece in enumerate(split_pieces(text)))
         return ThinkDone(turn, gen, user_text, text, pieces)
 
+    def workers(self) -> list:
+        return super().workers() + ([self.slow] if hasattr(self, "slow") else [])
+
     def close(self) -> None:
         super().close()
         if hasattr(self, "slow"):

@@ -72,6 +72,9 @@ class TalkingAgent(Agent):
             pieces += self.voice.say(turn, gen, pieces, text)
         return ThinkDone(turn, gen, user_text, reply, pieces)
 
+    def workers(self) -> list:
+        return [self.think, self.voice.speak] if hasattr(self, "think") else []
+
     def close(self) -> None:
         if hasattr(self, "think"):
             self.think.close()

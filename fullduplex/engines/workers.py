@@ -28,12 +28,14 @@ class JobFailed:
 class Worker:
     def __init__(self, name: str, depth: int = 1) -> None:
         self.name = name
+        self.depth = depth
         self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=depth)
         self.results: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._cancel = threading.Event()
         self._pending = 0              # submitted and not yet finished (queued or running)
         self._pending_lock = threading.Lock()
-        self.max_depth_seen = 0
+        self.max_depth_seen = 0        # the deepest the job queue got: measured, reported by the runner
+        self.refused = 0               # submits turned away because the queue was full
         self._thread = threading.Thread(target=self._run, name=f"fullduplex-{name}", daemon=True)
         self._thread.start()
 
@@ -45,11 +47,15 @@ class Worker:
             else:
                 self._jobs.put(job, timeout=wait_s)
         except queue.Full:
+            self.refused += 1
             return False
         with self._pending_lock:
             self._pending += 1
         self.max_depth_seen = max(self.max_depth_seen, self._jobs.qsize())
         return True
+
+    def stats(self) -> dict:
+        return {"depth": self.depth, "max_depth": self.max_depth_seen, "refused": self.refused}
 
     @property
     def idle(self) -> bool:

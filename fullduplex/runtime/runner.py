@@ -30,6 +30,16 @@ class RunResult:
     step_ms: list[float] = field(default_factory=list)
     late_frames: int = 0
     cpu_s: float = 0.0
+    queues: dict[str, dict] = field(default_factory=dict)   # worker name -> depth, max_depth, refused
+
+    @property
+    def queue_fill(self) -> float:
+        """The fullest any worker queue got, as a share of its bound (1.0: it was full at some point)."""
+        return max((q["max_depth"] / q["depth"] for q in self.queues.values()), default=0.0)
+
+    @property
+    def jobs_refused(self) -> int:
+        return sum(q["refused"] for q in self.queues.values())
 
     def step_percentile(self, q: float) -> float:
         return float(np.percentile(self.step_ms, q)) if self.step_ms else 0.0
@@ -74,4 +84,5 @@ def run_agent(agent: Agent, user_audio: np.ndarray, frame_ms: int, clock: Clock 
         if show:
             print("\r" + " " * 30 + "\r", end="", file=sys.stderr, flush=True)
     return RunResult(events=events.snapshot(), recorder=recorder, duration_s=n_frames * frame_s,
-                     step_ms=step_ms, late_frames=late, cpu_s=time.process_time() - cpu0)
+                     step_ms=step_ms, late_frames=late, cpu_s=time.process_time() - cpu0,
+                     queues={w.name: w.stats() for w in agent.workers()})

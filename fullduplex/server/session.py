@@ -257,7 +257,12 @@ class ChatSession:
     def info(self) -> dict:
         return {"session": self.id, "agent": self.agent_name, "started": self.started,
                 "t": round(self.clock.now(), 3), "input_buffer_s": round(self.inbox.depth_s, 3),
-                "outbox": len(self.outbox), "ended": self.ended_reason or None, **self.stats.summary()}
+                "outbox": len(self.outbox), "ended": self.ended_reason or None, **self.stats.summary(),
+                "queues": self._queues()}
+
+    def _queues(self) -> dict:
+        """The agent's worker queues: bound, deepest seen, submits refused."""
+        return {w.name: w.stats() for w in self.agent.workers()}
 
     # -- the session thread --------------------------------------------------------------------------
     def _run(self) -> None:
@@ -296,7 +301,7 @@ class ChatSession:
                 self._forward_events()
                 if self.recording:
                     self.recording.close({"agent": self.agent_name, "reason": self.ended_reason,
-                                          **self.stats.summary()})
+                                          **self.stats.summary(), "queues": self._queues()})
                 try:
                     self._on_end()
                 except RuntimeError:   # the event loop is already gone (process shutdown)
