@@ -291,9 +291,13 @@ def _text_in(rec: Recording, speaker: str, s: float, e: float) -> str | None:
 # -- the four kinds ------------------------------------------------------------------------------
 
 def _pauses(rec: Recording, skipped: list[str]) -> Iterator[Draft]:
+    """One pause per scenario, as in FDB: the context starts after the speaker's previous pause and the
+    continuation ends before the next one. (FDB's TOR counts a turn anywhere in the output, so a context
+    holding an earlier, longer pause would score that pause instead, once per later scenario.)"""
     def only(s: float, e: float) -> set[str]:
         return {g.speaker for g in rec.labels if min(g.end, e) > max(g.start, s)}
 
+    after_pause = [s1 for (_, e0), (s1, _) in zip(rec.speech, rec.speech[1:]) if s1 - e0 >= MIN_PAUSE_S]
     for (_, g0), (g1, _) in zip(rec.speech, rec.speech[1:]):
         if not MIN_PAUSE_S <= g1 - g0 <= MAX_PAUSE_S:
             continue
@@ -312,7 +316,8 @@ def _pauses(rec: Recording, skipped: list[str]) -> Iterator[Draft]:
         if end - g1 < MIN_CONTINUATION_S:
             skipped.append(f"{where}: under {MIN_CONTINUATION_S:g} s of speech follows it before another speaker")
             continue
-        start, why = _context_start(rec, speaker, _prev_other_end(rec, speaker, g0), g0, end)
+        lo = max([_prev_other_end(rec, speaker, g0)] + [s for s in after_pause if s <= g0])
+        start, why = _context_start(rec, speaker, lo, g0, end)
         if start is None:
             skipped.append(f"{where}: {why}")
             continue
