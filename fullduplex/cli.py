@@ -137,7 +137,8 @@ def cmd_turn_train(args: argparse.Namespace) -> int:
     data = replace(cfg.data, seed=args.seed, shared_dir=args.data,
                    **({"n_items": args.items} if args.items else {}),
                    **({"vap": False} if args.no_vap else {}),
-                   **({"transcripts": args.transcripts} if args.transcripts else {}))
+                   **({"transcripts": args.transcripts} if args.transcripts else {}),
+                   conversations=args.conversations)
     gbm = replace(cfg.gbm, seed=args.seed, **({"n_trees": args.trees} if args.trees else {}))
     cfg = replace(cfg, data=data, gbm=gbm, groups=groups if (args.groups or not args.small) else cfg.groups,
                   target_cutoff=args.target_cutoff)
@@ -181,6 +182,10 @@ def _add_turn_commands(sub) -> None:
                    help="false cut-off rate allowed on the synthetic holds when choosing the threshold (default 0.10)")
     t.add_argument("--small", action="store_true", help="a seconds-long run: 40 espeak turns, script transcripts, no Smart Turn")
     t.add_argument("--data", default=None, help="the shared data folder (default: ../shared/data beside the repo)")
+    t.add_argument("--conversations", default=None, metavar="DIR",
+                   help="also learn from your own recorded conversations: DIR holds one folder per conversation "
+                        "with a mono .wav and an .rttm (who speaks when); every pause >= 200 ms becomes a shift or "
+                        "a hold. `turn eval` then leaves conversations of the same name out")
     t.add_argument("--cache", default="build/turn-data", help="cache folder (default build/turn-data)")
     t.set_defaults(func=cmd_turn_train)
     e = tsub.add_parser("eval", help="silence thresholds, Smart Turn and our model on real conversations and the VAP pairs",

@@ -275,3 +275,37 @@ def test_cli_trains_small_and_rejects_bad_input(tmp_path, capsys):
     assert main(["turn", "train", "--groups", "prosody,bogus", "--out", str(out)]) == 2
     assert main(["turn", "eval", "--model", str(tmp_path / "missing.json")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_training_on_your_own_labelled_conversations(shared_data, tmp_path, capsys):
+    """`turn train --conversations`: a recorded meeting with an RTTM joins the training data, as real speech,
+    and `turn eval` would leave that conversation out."""
+    import shutil
+
+    from fullduplex.turn.evaluate import split_seen
+    from fullduplex.turn.labels import conversation_pauses
+    from fullduplex.turn.model import TurnPredictor
+
+    mine = tmp_path / "mine"
+    (mine / "call").mkdir(parents=True)
+    src = shared_data / "conversations" / "ami-es2003a-first30s"
+    shutil.copy(src / "audio.wav", mine / "call" / "call.wav")
+    shutil.copy(src / "ref.rttm", mine / "call" / "call.rttm")
+    pauses, _ = conversation_pauses(mine)
+    assert any(p.done for p in pauses) and any(not p.done for p in pauses)
+
+    out = tmp_path / "m.json"
+    args = ["turn", "train", "--small", "--out", str(out), "--cache", str(tmp_path / "c")]
+    assert main(args + ["--conversations", str(mine)]) == 0
+    spec = json.loads(out.read_text())
+    assert spec["training"]["conversations"] == ["call"]
+    alone = tmp_path / "alone.json"
+    assert main(["turn", "train", "--small", "--out", str(alone), "--cache", str(tmp_path / "c")]) == 0
+    assert spec["training"]["pauses"] == json.loads(alone.read_text())["training"]["pauses"] + len(pauses)
+    assert TurnPredictor.load(out).spec["training"]["conversations"] == ["call"]
+    assert split_seen(pauses, spec) == ([], ["call"])
+
+    (tmp_path / "empty").mkdir()
+    assert main(args + ["--conversations", str(tmp_path / "empty")]) == 2
+    assert main(args + ["--conversations", str(tmp_path / "nowhere")]) == 2
+    assert "no conversation" in capsys.readouterr().err

@@ -64,10 +64,15 @@ class DataConfig:
     llm: bool = False
     augment: bool = True
     shared_dir: str | None = None
+    conversations: str | None = None  # the user's own labelled conversations (``labels.py``), added as recorded
 
     def clips_key(self) -> str:
         d = {k: v for k, v in asdict(self).items() if k in ("n_items", "seed", "piper_share", "vap", "vap_exclude", "augment")}
         d["version"] = DATA_VERSION
+        if self.conversations:   # the files themselves, not the path: an edited RTTM is new data
+            from .labels import conversation_dirs
+            d["conversations"] = [[f.name, f.stat().st_size, f.stat().st_mtime_ns]
+                                  for c in conversation_dirs(Path(self.conversations)) for f in sorted(c.iterdir())]
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
     def signals_key(self) -> str:
@@ -342,6 +347,20 @@ def render_vap(row: dict, index: int, cfg: DataConfig, pause_s: float | None = N
     return (augment(clip, rng) if do_aug else clip), events
 
 
+def conversation_events(folder: Path) -> tuple[dict[str, np.ndarray], list[Event]]:
+    """The labelled pauses of real conversations as training events (source "real", grouped by
+    conversation so that threshold folds never split one)."""
+    from .labels import conversation_dirs, conversation_pauses
+    pauses, audio = conversation_pauses(folder)
+    if not conversation_dirs(folder):
+        raise UserError(f"{folder}: no conversation folders (each needs a .wav and an .rttm)")
+    if not pauses:
+        raise UserError(f"{folder}: no pause of 200 ms or more with a labelled speaker on both sides")
+    events = [Event(-1, p.end_s, p.done, None if p.done else p.gap_s, p.turn_start_s, "", "real", p.source)
+              for p in pauses]
+    return audio, events
+
+
 @dataclass
 class Dataset:
     clips: list[np.ndarray]
@@ -389,6 +408,15 @@ def build_clips(cfg: DataConfig, cache_dir: Path, progress: Callable[[str], None
                 e.clip = len(clips)
             clips.append(audio)
             events += evs
+    if cfg.conversations:
+        audio_by_name, evs = conversation_events(Path(cfg.conversations))
+        first = len(clips)
+        names = list(audio_by_name)
+        clips += [audio_by_name[n] for n in names]
+        for e in evs:
+            e.clip = first + names.index(e.group)
+        events += evs
+        progress(f"{len(evs)} labelled pauses from {len(names)} conversations in {cfg.conversations}")
     path.parent.mkdir(parents=True, exist_ok=True)
     offsets = np.cumsum([0] + [len(c) for c in clips])
     flat = np.concatenate(clips) if clips else np.zeros(0, np.float32)
@@ -437,13 +465,13 @@ def compute_signals(data: Dataset, cfg: DataConfig, cache_dir: Path,
         tmp.write_text(json.dumps(rows))
         tmp.replace(path)
         return data
+    if cfg.transcripts not in ("moonshine", "script"):
+        raise UserError(f"unknown transcript source {cfg.transcripts!r}; choose moonshine or script")
     stt = smart = None
-    if cfg.transcripts == "moonshine":
+    if cfg.transcripts == "moonshine" or any(e.source == "real" for e in data.events):   # real speech has no script
         from ..config import SttConfig
         from ..models.stt import load_stt
         stt = load_stt(SttConfig())
-    elif cfg.transcripts != "script":
-        raise UserError(f"unknown transcript source {cfg.transcripts!r}; choose moonshine or script")
     if cfg.smart_turn:
         from .signals import SmartTurn
         smart = SmartTurn()
@@ -451,7 +479,7 @@ def compute_signals(data: Dataset, cfg: DataConfig, cache_dir: Path,
     t0 = time.time()
     for i, e in enumerate(data.events):
         until_end = data.audio_until(e)
-        if stt is not None:
+        if cfg.transcripts == "moonshine" or e.source == "real":
             transcript = stt.transcribe(until_end[int(max(e.turn_start_s - 0.1, 0) * SR):]).text
         else:
             transcript = e.script

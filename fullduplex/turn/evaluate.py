@@ -29,7 +29,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +40,7 @@ from ..errors import UserError
 from .data import DataConfig, build_clips, compute_signals, default_shared_dir, render_vap, vap_rows
 from .features import SMART_TURN_AT_S, pause_signals
 from .gbm import Trees
+from .labels import Pause, conversation_pauses, read_audio, vad_segments
 from .scoring import auc, score, score_with_ci
 from .train import (DEFAULT_CACHE, MAX_SILENCE_S, TrainConfig, choose_threshold, fire_times, fit_trees,
                     out_of_fold_curves, probability_curves, training_events)
@@ -48,92 +49,6 @@ SR = SAMPLE_RATE
 SILENCE_THRESHOLDS = (0.3, 0.5, 0.7, 1.0)
 SMART_TURN_FALLBACK_S = 3.0
 EVAL_VERSION = 1
-
-
-@dataclass
-class Pause:
-    set: str
-    source: str               # recording / clip name
-    end_s: float              # speech stopped
-    gap_s: float              # silence until anyone spoke again (holds: the pause length)
-    done: bool                # shift (the other speaker took the turn) or the VAP short phrase's end
-    turn_start_s: float
-    group: str = ""
-    signals: dict = field(default_factory=dict)
-
-    @property
-    def pause_s(self) -> float:   # the training Event's name for the hold length
-        return self.gap_s
-
-
-# ----------------------------------------------------------------------------------------------------
-# Pause sets
-
-def _read_audio(path: Path) -> np.ndarray:
-    from ..audio.io import read_user_audio
-    return read_user_audio(path)[0]
-
-
-def vad_segments(audio: np.ndarray) -> list[tuple[float, float]]:
-    from ..config import VadConfig
-    from ..models.vad import SileroVad, SpeechSegmenter
-    seg = SpeechSegmenter(VadConfig())
-    vad = SileroVad()
-    spans, start = [], None
-    for edge in seg.push(vad.push(audio)):
-        if edge.kind == "speech_start":
-            start = edge.t
-        elif start is not None:
-            spans.append((start, edge.t))
-            start = None
-    if start is not None:
-        spans.append((start, len(audio) / SR))
-    return spans
-
-
-def _read_rttm(path: Path) -> list[tuple[float, float, str]]:
-    out = []
-    for line in path.read_text().splitlines():
-        f = line.split()
-        if len(f) >= 8 and f[0] == "SPEAKER":
-            out.append((float(f[3]), float(f[3]) + float(f[4]), f[7]))
-    return out
-
-
-def _speaker(labels, a: float, b: float) -> str | None:
-    best, best_overlap = None, 0.0
-    for s, e, spk in labels:
-        ov = min(b, e) - max(a, s)
-        if ov > best_overlap + 1e-9:
-            best, best_overlap = spk, ov
-    return best
-
-
-def conversation_pauses(shared: Path, min_pause_s: float = 0.2) -> tuple[list[Pause], dict[str, np.ndarray]]:
-    folder = shared / "conversations"
-    if not folder.is_dir():
-        raise UserError(f"no conversations at {folder}; pass --data with the shared data folder")
-    pauses, audio = [], {}
-    for conv in sorted(p for p in folder.iterdir() if p.is_dir()):
-        wavs, rttms = sorted(conv.glob("*.wav")), sorted(conv.glob("*.rttm"))
-        if not wavs or not rttms:
-            continue
-        a = _read_audio(wavs[0])
-        audio[conv.name] = a
-        labels = _read_rttm(rttms[0])
-        segs = vad_segments(a)
-        speakers = [_speaker(labels, max(s, e - 0.5), e) for s, e in segs]
-        turn_start = segs[0][0] if segs else 0.0
-        for k in range(len(segs) - 1):
-            end, nxt = segs[k][1], segs[k + 1][0]
-            before, after = speakers[k], _speaker(labels, nxt, min(nxt + 0.5, segs[k + 1][1]))
-            if k > 0 and speakers[k] != speakers[k - 1]:
-                turn_start = segs[k][0]
-            if nxt - end < min_pause_s or before is None or after is None:
-                continue
-            pauses.append(Pause("conversations", conv.name, end, nxt - end, before != after,
-                                max(turn_start, end - 8.0), conv.name))
-    return pauses, audio
 
 
 def vap_pauses(shared: Path, hold_pause_s: float | None, seed: int = 0) -> tuple[list[Pause], dict[str, np.ndarray]]:
@@ -152,7 +67,7 @@ def vap_pauses(shared: Path, hold_pause_s: float | None, seed: int = 0) -> tuple
 def monologue_pauses(shared: Path, min_pause_s: float = 0.2) -> tuple[list[Pause], dict[str, np.ndarray]]:
     pauses, audio = [], {}
     for wav in sorted((shared / "asr").glob("*.wav")):
-        a = _read_audio(wav)
+        a = read_audio(wav)
         audio[wav.stem] = a
         segs = vad_segments(a)
         for k in range(len(segs) - 1):
@@ -165,7 +80,7 @@ def monologue_pauses(shared: Path, min_pause_s: float = 0.2) -> tuple[list[Pause
             continue
         fields = scv.read_text().strip().split(",")[1:]
         spans = [(float(fields[i]), float(fields[i + 1])) for i in range(0, len(fields) - 2, 3) if fields[i + 2] == "1"]
-        a = _read_audio(wav)
+        a = read_audio(wav)
         audio[wav.stem] = a
         for k in range(len(spans) - 1):
             gap = spans[k + 1][0] - spans[k][1]
@@ -310,19 +225,22 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] = lambda m: None) 
     from .model import TurnPredictor
 
     shared = Path(cfg.shared_dir) if cfg.shared_dir else default_shared_dir()
-    if not shared.is_dir():
-        raise UserError(f"no shared data at {shared}; pass --data")
+    if not (shared / "conversations").is_dir():
+        raise UserError(f"no conversations at {shared / 'conversations'}; pass --data with the shared data folder")
     cache = Path(cfg.cache_dir)
     predictor = TurnPredictor.load(cfg.model)
     spec = predictor.spec
     sets: dict[str, list[Pause]] = {}
     audio: dict[str, np.ndarray] = {}
-    for name, loader in (("conversations", lambda: conversation_pauses(shared)),
+    for name, loader in (("conversations", lambda: conversation_pauses(shared / "conversations")),
                          ("vap", lambda: vap_pauses(shared, cfg.hold_pause_s)),
                          ("monologue", lambda: monologue_pauses(shared))):
         ps, au = loader()
         sets[name] = ps
         audio.update(au)
+    sets["conversations"], left_out = split_seen(sets["conversations"], spec)
+    if left_out:
+        progress(f"left out the conversations the model was trained on: {', '.join(left_out)}")
     every = [p for ps in sets.values() for p in ps]
     progress(f"{len(sets['conversations'])} conversation pauses "
              f"({sum(p.done for p in sets['conversations'])} shifts), {len(sets['vap'])} VAP clips, "
@@ -350,7 +268,7 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] = lambda m: None) 
             return fit_trees([e for e in train_events if not (e.source == "vap" and e.group in skip)], groups, tcfg.gbm)
         return fit_without
 
-    results = {"sets": {}, "costs": costs, "model": predictor.describe(), "window_s": cfg.window_s,
+    results = {"sets": {}, "costs": costs, "model": predictor.describe(), "window_s": cfg.window_s, "left_out": left_out,
                "hold_pause_s": cfg.hold_pause_s, "smart_turn_latency_s": st_latency}
     for set_name, ps in sets.items():
         rows = {}
@@ -378,6 +296,12 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] = lambda m: None) 
         results["ablation"] = _ablation(training_events(train_events, holdout), tcfg, sets, st_latency, cfg,
                                         trainer, holdout, progress)
     return results
+
+
+def split_seen(pauses: list[Pause], spec: dict) -> tuple[list[Pause], list[str]]:
+    """Drop the pauses of conversations the model was trained on (``turn train --conversations``)."""
+    seen = set(spec.get("training", {}).get("conversations", []))
+    return [p for p in pauses if p.source not in seen], sorted(seen & {p.source for p in pauses})
 
 
 def _time_predictor(predictor, pauses: list[Pause], audio: dict[str, np.ndarray]) -> dict:
@@ -466,6 +390,8 @@ def format_report(results: dict) -> str:
              "VAP holds are the long phrase cut at the short phrase's end plus a pause "
              + ("drawn per clip (log-normal, median 0.55 s, seeded)." if results["hold_pause_s"] is None
                 else f"of {results['hold_pause_s']:.1f} s."), ""]
+    if results.get("left_out"):
+        lines += [f"Left out (the model was trained on them): {', '.join(results['left_out'])}.", ""]
     titles = {"conversations": "Real conversations (pauses >= 200 ms; RTTM speakers)",
               "vap": "VAP phrase pairs (short = turn ends, long = turn continues)",
               "monologue": "Real monologue pauses (holds only)"}

@@ -1,4 +1,5 @@
-"""`fullduplex turn train`: rebuild the turn model from synthesised speech (and the VAP phrase pairs).
+"""`fullduplex turn train`: rebuild the turn model from synthesised speech (and the VAP phrase pairs,
+and any labelled real conversations given with ``--conversations``).
 
 1. Synthesise the turns and compute each pause's signals (``data.py``; cached under ``--cache``).
 2. Expand every pause into rows, one per silence duration the predictor may be asked about
@@ -189,6 +190,7 @@ def train(cfg: TrainConfig = TrainConfig(), out: str | Path = DEFAULT_MODEL, cac
         "pauses": len(events), "turn_ends": sum(e.done for e in events), "holds": sum(not e.done for e in events),
         "target_cutoff": cfg.target_cutoff,
         "vap_holdout": list(cfg.vap_holdout),
+        "conversations": sorted({e.group for e in events if e.source == "real"}),   # `turn eval` leaves these out
         "out_of_fold": {"false_cutoffs": round(chosen["false_cutoffs"], 4),
                         "mean_delay_s": round(chosen["mean_delay_s"], 4)},
     }
@@ -200,6 +202,6 @@ def train(cfg: TrainConfig = TrainConfig(), out: str | Path = DEFAULT_MODEL, cac
     tmp.replace(out)
     progress(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB): threshold {threshold:.2f}, fallback {fallback:.1f} s; "
              f"out-of-fold false cut-offs "
-             f"{chosen['false_cutoffs']:.1%}, mean delay {chosen['mean_delay_s']:.2f} s on the synthetic data; "
+             f"{chosen['false_cutoffs']:.1%}, mean delay {chosen['mean_delay_s']:.2f} s on the training data; "
              f"{time.time() - t0:.0f} s")
     return spec
