@@ -58,7 +58,6 @@ COLUMNS = [  # (key in the summary, header, format)
     ("during_user", "audible in user speech", "{:.0%}"),
     ("bc_per_user_min", "BC per user-min", "{:.1f}"),
     ("cpu", "CPU s/s", "{:.2f}"),
-    ("queue_fill", "fullest queue", "{:.0%}"),
     ("jobs_refused", "jobs refused", "{:.0f}"),
     ("response", "own timeline: speech end → audio s", "{:.2f}"),
 ]
