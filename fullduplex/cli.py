@@ -153,7 +153,8 @@ def cmd_turn_eval(args: argparse.Namespace) -> int:
     if args.window <= 0 or (args.hold_pause is not None and args.hold_pause < 0.2):
         raise UserError("--window must be positive and --hold-pause at least 0.2 s")
     cfg = EvalConfig(model=args.model, shared_dir=args.data, cache_dir=args.cache, window_s=args.window,
-                     hold_pause_s=args.hold_pause, ablation=args.ablation, llm=args.llm)
+                     hold_pause_s=args.hold_pause, ablation=args.ablation, llm=args.llm,
+                     conversations=args.conversations)
     results = run_eval(cfg, progress=lambda msg: print(msg, file=sys.stderr))
     path = write_report(results, args.out)
     print(format_report(results))
@@ -200,6 +201,9 @@ def _add_turn_commands(sub) -> None:
     e.add_argument("--hold-pause", type=float, default=None,
                    help="pause inserted in the long VAP phrases (s; default: drawn per clip as in training, median 0.55 s)")
     e.add_argument("--cache", default="build/turn-data", help="cache folder (default build/turn-data)")
+    e.add_argument("--conversations", default=None, metavar="DIR",
+                   help="score on these labelled conversations (one folder each: a .wav and an .rttm) instead "
+                        "of the shared ones; the VAP pairs and monologues still come from --data")
     e.set_defaults(func=cmd_turn_eval)
 
 

@@ -308,4 +308,5 @@ def test_training_on_your_own_labelled_conversations(shared_data, tmp_path, caps
     (tmp_path / "empty").mkdir()
     assert main(args + ["--conversations", str(tmp_path / "empty")]) == 2
     assert main(args + ["--conversations", str(tmp_path / "nowhere")]) == 2
+    assert main(["turn", "eval", "--conversations", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")]) == 2
     assert "no conversation" in capsys.readouterr().err

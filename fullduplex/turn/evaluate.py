@@ -208,6 +208,7 @@ class EvalConfig:
     hold_pause_s: float | None = None   # None: each long phrase gets a pause drawn as in training (median 0.55 s)
     ablation: bool = False
     llm: bool = False
+    conversations: str | None = None     # labelled conversations to score on instead of the shared ones
 
 
 ABLATIONS = (
@@ -225,14 +226,15 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] = lambda m: None) 
     from .model import TurnPredictor
 
     shared = Path(cfg.shared_dir) if cfg.shared_dir else default_shared_dir()
-    if not (shared / "conversations").is_dir():
-        raise UserError(f"no conversations at {shared / 'conversations'}; pass --data with the shared data folder")
+    conversations = Path(cfg.conversations) if cfg.conversations else shared / "conversations"
+    if not cfg.conversations and not conversations.is_dir():
+        raise UserError(f"no conversations at {conversations}; pass --data with the shared data folder")
     cache = Path(cfg.cache_dir)
     predictor = TurnPredictor.load(cfg.model)
     spec = predictor.spec
     sets: dict[str, list[Pause]] = {}
     audio: dict[str, np.ndarray] = {}
-    for name, loader in (("conversations", lambda: conversation_pauses(shared / "conversations")),
+    for name, loader in (("conversations", lambda: conversation_pauses(conversations)),
                          ("vap", lambda: vap_pauses(shared, cfg.hold_pause_s)),
                          ("monologue", lambda: monologue_pauses(shared))):
         ps, au = loader()
@@ -269,6 +271,7 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] = lambda m: None) 
         return fit_without
 
     results = {"sets": {}, "costs": costs, "model": predictor.describe(), "window_s": cfg.window_s, "left_out": left_out,
+               "conversations": str(conversations),
                "hold_pause_s": cfg.hold_pause_s, "smart_turn_latency_s": st_latency}
     for set_name, ps in sets.items():
         rows = {}
@@ -392,7 +395,8 @@ def format_report(results: dict) -> str:
                 else f"of {results['hold_pause_s']:.1f} s."), ""]
     if results.get("left_out"):
         lines += [f"Left out (the model was trained on them): {', '.join(results['left_out'])}.", ""]
-    titles = {"conversations": "Real conversations (pauses >= 200 ms; RTTM speakers)",
+    titles = {"conversations": f"Real conversations in {results.get('conversations', 'conversations/')} "
+                               "(pauses >= 200 ms; RTTM speakers)",
               "vap": "VAP phrase pairs (short = turn ends, long = turn continues)",
               "monologue": "Real monologue pauses (holds only)"}
     for set_name, rows in results["sets"].items():

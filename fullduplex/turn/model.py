@@ -85,7 +85,8 @@ class TurnPredictor:
                 f"{len(self.trees.trees)} trees over {len(self.features)} features "
                 f"[{', '.join(self.spec['groups'])}]; done when P >= {self.threshold:.2f} after "
                 f">= {self.decision_start_s:.2f} s of silence, or after {self.max_silence_s:.1f} s; "
-                f"trained on {t.get('pauses', '?')} synthetic pauses")
+                f"trained on {t.get('pauses', '?')} pauses"
+                + (f" (real ones from {', '.join(t['conversations'])})" if t.get("conversations") else " (synthetic)"))
 
     # -- signals -------------------------------------------------------------------------------------
     def _smart(self):
