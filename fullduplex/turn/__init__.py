@@ -6,7 +6,15 @@ v3.2, an optional LLM end-of-utterance probability) live in ``signals.py``; ``fu
 rebuilds the model, ``fullduplex turn eval`` scores it against silence thresholds and Smart Turn.
 """
 
-from .model import TurnPredictor
-from .signals import SmartTurn
-
 __all__ = ["TurnPredictor", "SmartTurn"]
+
+
+def __getattr__(name: str):
+    # Lazy: `fullduplex --help` imports turn/cli.py, and should not pay for scipy and the model here.
+    if name == "TurnPredictor":
+        from .model import TurnPredictor
+        return TurnPredictor
+    if name == "SmartTurn":
+        from .signals import SmartTurn
+        return SmartTurn
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
