@@ -350,9 +350,9 @@ def render_vap(row: dict, index: int, cfg: DataConfig, pause_s: float | None = N
 def conversation_events(folder: Path) -> tuple[dict[str, np.ndarray], list[Event]]:
     """The labelled pauses of real conversations as training events (source "real", grouped by
     conversation so that threshold folds never split one)."""
-    from .labels import conversation_dirs, conversation_pauses
+    from .labels import conversation_pauses
     pauses, audio = conversation_pauses(folder)
-    if not conversation_dirs(folder):
+    if not audio:   # no sub-folder held a .wav and an .rttm
         raise UserError(f"{folder}: no conversation folders (each needs a .wav and an .rttm)")
     if not pauses:
         raise UserError(f"{folder}: no pause of 200 ms or more with a labelled speaker on both sides")
@@ -410,13 +410,14 @@ def build_clips(cfg: DataConfig, cache_dir: Path, progress: Callable[[str], None
             events += evs
     if cfg.conversations:
         audio_by_name, evs = conversation_events(Path(cfg.conversations))
-        first = len(clips)
-        names = list(audio_by_name)
-        clips += [audio_by_name[n] for n in names]
+        clip_of = {}
+        for name, audio in audio_by_name.items():
+            clip_of[name] = len(clips)
+            clips.append(audio)
         for e in evs:
-            e.clip = first + names.index(e.group)
+            e.clip = clip_of[e.group]
         events += evs
-        progress(f"{len(evs)} labelled pauses from {len(names)} conversations in {cfg.conversations}")
+        progress(f"{len(evs)} labelled pauses from {len(clip_of)} conversations in {cfg.conversations}")
     path.parent.mkdir(parents=True, exist_ok=True)
     offsets = np.cumsum([0] + [len(c) for c in clips])
     flat = np.concatenate(clips) if clips else np.zeros(0, np.float32)
