@@ -10,6 +10,7 @@ the ten-vad hand labels). Medians over --repeat runs; the machine is noisy, comp
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -21,15 +22,29 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fullduplex.audio.io import read_user_audio  # noqa: E402
+from fullduplex.bench.suite import DEFAULT_DATA_DIR as SHARED  # noqa: E402
 from fullduplex.config import Config, SttConfig, TtsConfig  # noqa: E402
 from fullduplex.models.llm import load_llm  # noqa: E402
 from fullduplex.models.stt import load_stt  # noqa: E402
 from fullduplex.models.tts import load_tts  # noqa: E402
-from fullduplex.models.vad import CHUNK_S, SileroVad  # noqa: E402
+from fullduplex.models.vad import CHUNK_S, SileroVad, frame_accuracy, read_scv  # noqa: E402
 from fullduplex.textnorm import word_errors  # noqa: E402
-from tests.conftest import SHARED, read_clip, reference_text  # noqa: E402
-from tests.test_stt import CLIPS  # noqa: E402
-from tests.test_vad import frame_accuracy, read_scv  # noqa: E402
+
+CLIPS_DIR = ROOT / "tests" / "data"  # the repo's reference clips: 16 kHz mono, each with its transcript
+CLIPS = sorted(wav.stem for wav in CLIPS_DIR.glob("*.wav"))
+
+
+def read_clip(name: str) -> np.ndarray:
+    return read_user_audio(CLIPS_DIR / name)[0]
+
+
+def reference_text(stem: str) -> str:
+    """The clip's transcript: ``<stem>.txt``, or the texts of ``<stem>.segments.jsonl`` joined."""
+    txt = CLIPS_DIR / f"{stem}.txt"
+    if txt.exists():
+        return txt.read_text().strip()
+    rows = [json.loads(line) for line in (CLIPS_DIR / f"{stem}.segments.jsonl").read_text().splitlines() if line.strip()]
+    return " ".join(r["text"] for r in rows)
 
 
 def timed(fn):

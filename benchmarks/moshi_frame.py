@@ -25,14 +25,14 @@ sys.path.insert(0, str(ROOT))
 
 from fullduplex.config import Config  # noqa: E402
 from fullduplex.errors import UserError  # noqa: E402
-from fullduplex.models import moshi_loader  # noqa: E402
+from fullduplex.models import moshi  # noqa: E402
 
 
 def frame_times(model, frames: int, seed: int = 0) -> dict[str, list[float]]:
     import torch
 
     torch.manual_seed(seed)
-    moshi_loader.reset_streaming(model)
+    moshi.reset_streaming(model)
     gen = model.gen
     rng = np.random.default_rng(seed)
     times: dict[str, list[float]] = {"encode": [], "lm_step": [], "decode": [], "frame": []}
@@ -62,13 +62,14 @@ def through_agent(model, cfg: Config, seconds: float) -> dict:
     import soundfile as sf
 
     from fullduplex.engines import ModelStack, make_agent
+    from fullduplex.models.moshi import adopt
     from fullduplex.runtime.runner import run_agent
 
     clip, _ = sf.read(ROOT / "tests" / "data" / "jfk.wav", dtype="float32")
     audio = np.resize(clip, int(seconds * 16000)).astype(np.float32)
+    adopt(model, cfg.moshi)        # the model measured above serves the agent's call
     agent = make_agent("moshi", ModelStack(cfg), cfg)
-    agent.model = model            # the model measured above (pooled or built here)
-    result = run_agent(agent, audio, cfg.runtime.frame_ms)
+    result = run_agent(agent, audio)
     summary = next(e for e in result.events if e.kind == "moshi.summary").data
     summary["step_p99_ms"] = round(result.step_percentile(99), 2)
     summary["late_frames"] = result.late_frames
@@ -89,20 +90,20 @@ def main() -> int:
     import torch
     if args.frames < 1:
         raise UserError("--frames must be at least 1")
-    if args.full and moshi_loader.resolve_device(args.device).type != "cuda":
+    if args.full and moshi.resolve_device(args.device).type != "cuda":
         raise UserError("--full needs a CUDA GPU (--device cuda): the 7B model's weights alone are 15-30 GB and "
                         "it takes seconds per frame on a CPU")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     if args.full:
-        model = moshi_loader.random_full_size(args.device, args.dtype)
+        model = moshi.random_full_size(args.device, args.dtype)
         folder = None
     else:
         scratch = tempfile.TemporaryDirectory(prefix="moshi-tiny-")   # removed when the script ends
-        folder = args.dir or moshi_loader.make_tiny(Path(scratch.name) / "tiny")
+        folder = args.dir or moshi.make_tiny(Path(scratch.name) / "tiny")
         cfg = Config().with_(moshi={"checkpoint_dir": str(folder), "device": args.device, "dtype": args.dtype,
                                     "threads": args.threads})
-        model = moshi_loader.load_moshi(cfg.moshi)
+        model = moshi.load_moshi(cfg.moshi)
     print(f"{model.describe()}; loaded in {model.load_s:.1f} s; torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU thread(s)"
           + (f", {torch.cuda.get_device_name(model.device)}" if model.device.type == "cuda" else ""))

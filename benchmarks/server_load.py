@@ -116,16 +116,14 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def in_process(agent: str, audio: np.ndarray, end_s: float, repeat: int) -> tuple[list[float], list[float]]:
-    from fullduplex.engines import make_agent
     from fullduplex.runtime.latency import breakdown
     from fullduplex.runtime.runner import run_agent
-    from fullduplex.server.app import load_models
+    from fullduplex.server.app import load_agent
 
-    cfg = Config()
-    models = load_models(agent, cfg)
+    prepared = load_agent(agent, Config())
     heard, events = [], []
     for _ in range(repeat):
-        result = run_agent(make_agent(agent, models, cfg), audio, cfg.runtime.frame_ms)
+        result = run_agent(prepared, audio)
         h = first_sound(result.recorder.agent, end_s, THRESHOLD_DB)
         if h is not None:
             heard.append(h - end_s)

@@ -150,7 +150,7 @@ def _print_moshi_summary(events) -> None:
 
 
 def cmd_moshi_make_tiny(args: argparse.Namespace) -> int:
-    from .models.moshi_loader import make_tiny
+    from .models.moshi import make_tiny
 
     folder = make_tiny(args.dir, seed=args.seed)
     print(f"wrote a tiny Moshi checkpoint with RANDOM weights (seed {args.seed}) to {folder}: it exercises loading and "
@@ -202,7 +202,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_talk(args: argparse.Namespace) -> int:
-    from .server.talk import talk
+    from .runtime.talk import talk
 
     if args.seconds is not None and args.seconds <= 0:
         raise UserError(f"--seconds must be positive, not {args.seconds}")

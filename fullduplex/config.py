@@ -40,7 +40,7 @@ class LlmConfig:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_tokens: int = 60           # a spoken turn, not an essay
     temperature: float = 0.3
-    threads: int = 1               # llama.cpp with more threads stalls beside ONNX models on 2 cores (DESIGN.md)
+    threads: int = 1               # llama.cpp with more threads stalls 10-45 s beside the ONNX models on 2 cores (measured here)
     context_tokens: int = 2048
     timeout_s: float = 10.0        # HTTP backends: connect/read timeout
     history_turns: int = 6         # user/agent exchanges kept in the prompt
@@ -59,14 +59,6 @@ class TurnConfig:
 
 
 @dataclass(frozen=True)
-class TurnModelConfig:
-    """The predictive turn model (architecture 4; ``fullduplex.turn``)."""
-    model_path: str | None = None      # None: the committed model, fullduplex/turn/data/turn.json
-    fast: bool = False                 # the model without Smart Turn (turn-fast.json): no 30-60 ms call per pause
-    threshold: float | None = None     # None: the operating point chosen at training (stored in the model file)
-
-
-@dataclass(frozen=True)
 class DuplexConfig:
     """When the full-duplex engine (and the predictive cascade) takes the floor, and when it backchannels.
 
@@ -80,6 +72,19 @@ class DuplexConfig:
     bc_min_gap_s: float = 5.0      # ... and time since the last one
     bc_pause_s: tuple[float, float] = (0.18, 0.6)   # ... inside a pause this long
     bc_max_p_done: float = 0.6     # ... while the user is likely holding the floor
+    ask_after_s: float = 0.06      # silence before the ear is asked for the words up to the pause (one VAD chunk and a bit)
+    p_every_s: float = 0.06        # how often the turn model is asked again during a pause
+    tail_s: float = 10.0           # trailing audio the turn model reads (Smart Turn: 8 s before the pause)
+    backchannel_max_s: float = 0.8  # user speech over the agent longer than this is a barge-in, whatever it says
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """The fast + slow LLM pair (architecture 2): when the slow reply replaces or amends the fast one."""
+    keep_similarity: float = 0.5   # word-level similarity above which the slow reply adds nothing worth a change
+    amend_similarity: float = 0.85  # the slow opening must say what was spoken (one changed word in four is a correction)
+    connector: str = "Actually,"   # how a person corrects course mid-reply
+    slow_timeout_s: float = 12.0   # a slow model slower than this leaves the fast reply standing
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ class Config:
     turn: TurnConfig = field(default_factory=TurnConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     duplex: DuplexConfig = field(default_factory=DuplexConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
     moshi: MoshiConfig = field(default_factory=MoshiConfig)
 
     def with_(self, **sections) -> "Config":

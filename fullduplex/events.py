@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from .audio.frames import SAMPLE_RATE
+from .timebase import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -58,3 +58,22 @@ class EventLog:
     def __len__(self) -> int:
         with self._lock:
             return len(self._events)
+
+
+class ForwardingEventLog(EventLog):
+    """An ``EventLog`` that also keeps the events not yet taken by a live reader (a client, a recording)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._fresh: list[Event] = []
+
+    def add(self, event: Event) -> Event:
+        with self._lock:
+            self._events.append(event)
+            self._fresh.append(event)
+        return event
+
+    def take_fresh(self) -> list[Event]:
+        with self._lock:
+            fresh, self._fresh = self._fresh, []
+        return fresh

@@ -1,7 +1,9 @@
-"""Text normalisation and word error rate, for scoring transcripts against references.
+"""Text normalisation: the words of a text, and word error rate for scoring transcripts against references.
 
-Normalisation: lower case, digits spelled out (years the way they are spoken: 1813 -> "eighteen
-thirteen"), punctuation dropped, hyphens split. Small on purpose: enough for fair WER on our clips.
+``words_of``: lower case, letters and apostrophes only (what the turn signals and the LLM
+end-of-utterance probability read). ``normalize`` (for WER): lower case, digits spelled out (years the
+way they are spoken: 1813 -> "eighteen thirteen"), punctuation dropped, hyphens split. Small on
+purpose: enough for fair WER on our clips.
 """
 
 from __future__ import annotations
@@ -11,6 +13,11 @@ import re
 _ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
         "sixteen seventeen eighteen nineteen".split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_WORD = re.compile(r"[a-z']+")
+
+
+def words_of(text: str) -> list[str]:
+    return _WORD.findall(text.lower().replace("’", "'"))
 
 
 def number_words(n: int) -> str:

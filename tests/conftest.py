@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from fullduplex.config import Config
-from fullduplex.engines.models import ModelStack
+from fullduplex.engines import ModelStack
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -11,8 +11,9 @@ import pytest
 import soundfile as sf
 
 from fullduplex.bench import suite as suite_mod
+from fullduplex.bench.draft import Draft
 from fullduplex.bench.scenarios import KINDS, load_suite
-from fullduplex.bench.suite import Draft, build_suite, write_scenario
+from fullduplex.bench.suite import build_suite, write_scenario
 from fullduplex.errors import UserError
 
 FRAME = 800  # 50 ms

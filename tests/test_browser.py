@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from fullduplex.audio.frames import SAMPLE_RATE
-from fullduplex.server.app import BackgroundServer
+from fullduplex.server.testserver import BackgroundServer
 from fullduplex.server.config import ServerConfig
 
 from .conftest import read_clip

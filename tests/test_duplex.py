@@ -1,55 +1,25 @@
 """Architecture 5 on CPU, the duplex engine.
 
-First its floor logic on a virtual clock with scripted fakes (deterministic: every worker finishes
-before the next frame, so times are the engine's decisions alone), then on real recordings.
+First its floor logic on the test harness (``fullduplex.testing``: a settled virtual clock and scripted
+fakes; every worker finishes before the next frame, so times are the engine's decisions alone), then
+on real recordings.
 """
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
-from fullduplex.audio.clock import VirtualClock
-from fullduplex.audio.frames import frame_samples
 from fullduplex.config import Config
-from fullduplex.engines.base import Session
-from fullduplex.engines.duplex import DuplexAgent
-from fullduplex.engines.floor_policy import EndOfTurn, is_backchannel, text_rule
-from fullduplex.events import EventLog
-
-from .fakes import FakeStack, ScriptedLlm, ToneTts
-
-
-class FakeBank:
-    def next(self):
-        return "Yeah.", np.full(4000, 0.05, np.float32)
+from fullduplex.engines import make_agent
+from fullduplex.engines.floor_policy import is_backchannel, text_rule
+from fullduplex.testing import ScriptedLlm, ScriptedStack, ToneTts, run_scripted
+from fullduplex.turn.floor import FloorRule
 
 
 def drive(stack, seconds, actions=None):
-    stack.backchannels = FakeBank()
-    agent = DuplexAgent(stack, Config())
-    clock = VirtualClock()
-    n = frame_samples(20)
-    events = EventLog()
-    agent.start(Session(clock=clock, events=events, frame_samples=n))
-    out = []
-    try:
-        for i in range(int(seconds * 50)):
-            t = round(i * 0.02, 6)
-            clock.sleep_until(t)
-            for at, action in (actions or {}).items():
-                if abs(at - t) < 1e-9:
-                    action(agent)
-            deadline = time.monotonic() + 5
-            while not (agent.think.idle and agent.voice.speak.idle and agent.ear.worker.idle and agent.judge.idle) \
-                    and time.monotonic() < deadline:
-                time.sleep(0.0005)
-            out.append(agent.step(np.zeros(n, np.float32), t))
-    finally:
-        agent.close()
-    return agent, events.snapshot(), np.concatenate([np.zeros(n, np.float32)] + out[:-1])  # as the runner records
+    run = run_scripted("duplex", stack, seconds, actions)
+    return run.conversation, run.events, run.output
 
 
 def kinds(events, kind):
@@ -57,7 +27,7 @@ def kinds(events, kind):
 
 
 def test_answers_right_after_a_complete_question():
-    stack = FakeStack(spans=[(0.5, 2.0)], llm=ScriptedLlm("It is three o'clock. Anything else?"))
+    stack = ScriptedStack(spans=[(0.5, 2.0)], llm=ScriptedLlm("It is three o'clock. Anything else?"))
     stack.stt.text = "What time is it?"
     agent, ev, out = drive(stack, 6.0)
     (end,) = kinds(ev, "turn.end")
@@ -72,9 +42,9 @@ def test_answers_right_after_a_complete_question():
 
 def test_holds_through_a_pause_after_and():
     # "So I was thinking and" ... 1.0 s pause ... "maybe Tuesday." The rule gives p=0.1 -> waits ~1.5 s.
-    stack = FakeStack(spans=[(0.5, 2.5), (3.5, 4.5)])
+    stack = ScriptedStack(spans=[(0.5, 2.5), (3.5, 4.5)])
     stack.stt.text = "So I was thinking and"
-    actions = {4.0: lambda a: setattr(stack.stt, "text", "So I was thinking and maybe Tuesday.")}
+    actions = {4.0: lambda c: setattr(stack.stt, "text", "So I was thinking and maybe Tuesday.")}
     _, ev, _ = drive(stack, 7.0, actions)
     ends = kinds(ev, "turn.end")
     assert len(ends) == 1 and ends[0].t > 4.5, "no floor taken in the pause"
@@ -84,7 +54,7 @@ def test_holds_through_a_pause_after_and():
 
 def test_backchannels_during_a_monologue_without_taking_the_floor():
     spans = [(0.3, 3.0), (3.35, 6.0), (6.35, 9.0), (9.35, 12.0), (12.35, 15.0)]
-    stack = FakeStack(spans=spans)
+    stack = ScriptedStack(spans=spans)
     stack.stt.text = "and then we went to the"        # always mid-sentence: holding
     _, ev, out = drive(stack, 15.5)
     bcs = kinds(ev, "backchannel")
@@ -94,10 +64,10 @@ def test_backchannels_during_a_monologue_without_taking_the_floor():
 
 
 def test_yields_to_an_interruption_and_keeps_what_was_heard():
-    stack = FakeStack(spans=[(0.5, 1.5), (3.0, 5.0)], llm=ScriptedLlm("First point. Second point. Third point."))
+    stack = ScriptedStack(spans=[(0.5, 1.5), (3.0, 5.0)], llm=ScriptedLlm("First point. Second point. Third point."))
     stack.tts = ToneTts(1.0)
     stack.stt.text = "Tell me three things."
-    actions = {2.9: lambda a: setattr(stack.stt, "text", "Wait, stop, I have a question.")}
+    actions = {2.9: lambda c: setattr(stack.stt, "text", "Wait, stop, I have a question.")}
     agent, ev, out = drive(stack, 8.0, actions)
     (yielded,) = kinds(ev, "bargein.yield")
     assert yielded.t - 3.0 <= 0.15, "starts fading out within 150 ms of the user's onset (a 15 ms fade)"
@@ -110,9 +80,9 @@ def test_yields_to_an_interruption_and_keeps_what_was_heard():
 
 
 def test_a_user_backchannel_does_not_stop_the_reply():
-    stack = FakeStack(spans=[(0.5, 1.5), (3.0, 3.4)], llm=ScriptedLlm("First point. Second point. Third point."))
+    stack = ScriptedStack(spans=[(0.5, 1.5), (3.0, 3.4)], llm=ScriptedLlm("First point. Second point. Third point."))
     stack.stt.text = "Tell me three things."
-    actions = {2.9: lambda a: setattr(stack.stt, "text", "Mm-hm.")}
+    actions = {2.9: lambda c: setattr(stack.stt, "text", "Mm-hm.")}
     agent, ev, _ = drive(stack, 8.0, actions)
     assert kinds(ev, "bargein.backchannel") and not kinds(ev, "bargein")
     pieces = [e.data["text"] for e in kinds(ev, "playback.piece")]
@@ -124,8 +94,8 @@ def test_floor_policies():
     assert is_backchannel("Mm-hm.") and is_backchannel("oh, right") and is_backchannel("") and is_backchannel("Um.")
     assert not is_backchannel("wait, what?") and not is_backchannel("yeah but no I meant Tuesday")
     assert text_rule("What time is it?") > 0.8 and text_rule("and then we went to the") < 0.2
-    eot = EndOfTurn()
-    assert eot.wait_s(1.0) == pytest.approx(0.2) and eot.wait_s(0.0) == pytest.approx(1.8)
+    rule = FloorRule()
+    assert rule.wait_s(1.0) == pytest.approx(0.2) and rule.wait_s(0.0) == pytest.approx(1.8)
 
 
 # -- on real recordings, in real time, with the embedded models ----------------------------------------
@@ -136,7 +106,7 @@ from .conftest import read_clip  # noqa: E402
 
 
 def run_real(models, audio):
-    return run_agent(DuplexAgent(models, Config()), audio, 20).events
+    return run_agent(make_agent("duplex", models, Config()), audio).events
 
 
 @pytest.mark.slow
@@ -165,11 +135,10 @@ def test_real_interruption_stops_fast_and_is_answered(models):
     """The user asks, the agent answers at length; 1.5 s into the answer the user cuts in (LibriSpeech)."""
     question = read_clip("ljspeech-LJ002-0020.wav")
     cut_in = read_clip("librispeech-2412-153948-0000.wav")[: int(4.0 * 16000)]
-    models.cfg  # noqa: B018
-    agent = DuplexAgent(models, Config().with_(llm={"system_prompt": "Answer in four long sentences."}))
+    agent = make_agent("duplex", models, Config().with_(llm={"system_prompt": "Answer in four long sentences."}))
     gap = np.zeros(int(2.5 * 16000), np.float32)
     audio = np.concatenate([question, gap, cut_in, np.zeros(6 * 16000, np.float32)])
-    ev = run_agent(agent, audio, 20).events
+    ev = run_agent(agent, audio).events
     onset = len(question) / 16000 + 2.5 + 0.48   # the LibriSpeech clip opens with 0.48 s of silence
     yields = [e for e in kinds(ev, "bargein.yield") if e.t > onset - 0.2]
     assert yields and abs(yields[0].data["onset"] - onset) < 0.1
@@ -183,10 +152,10 @@ def test_real_user_backchannel_does_not_stop_it(models):
     """A synthesised "Uh-huh." (Piper, then the real recogniser and VAD) over the agent's answer."""
     question = read_clip("ljspeech-LJ002-0020.wav")
     uh_huh = np.concatenate(list(models.tts.synthesize("Uh-huh.")))
-    agent = DuplexAgent(models, Config().with_(llm={"system_prompt": "Answer in three short sentences."}))
+    agent = make_agent("duplex", models, Config().with_(llm={"system_prompt": "Answer in three short sentences."}))
     audio = np.concatenate([question, np.zeros(int(3.5 * 16000), np.float32), 0.5 * uh_huh,
                             np.zeros(14 * 16000, np.float32)])
-    ev = run_agent(agent, audio, 20).events
+    ev = run_agent(agent, audio).events
     assert kinds(ev, "playback.start")
     assert not kinds(ev, "bargein"), [e.data for e in kinds(ev, "bargein")]
     ends = kinds(ev, "playback.end")

@@ -22,7 +22,8 @@ from fullduplex.cli import main
 from fullduplex.config import Config
 from fullduplex.engines import ModelStack, make_agent
 from fullduplex.errors import UserError
-from fullduplex.audio.clock import VirtualClock
+from fullduplex.models.moshi import acquire, release
+from fullduplex.testing import SettledClock
 from fullduplex.runtime.runner import run_agent
 
 from .conftest import DATA, read_clip
@@ -46,7 +47,7 @@ def _need_moshi() -> None:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     _need_moshi()
-    from fullduplex.models.moshi_loader import make_tiny
+    from fullduplex.models.moshi import make_tiny
     return make_tiny(tmp_path_factory.mktemp("moshi") / "tiny", seed=0)
 
 
@@ -68,7 +69,7 @@ def test_importing_fullduplex_does_not_import_torch():
 
 
 def test_make_tiny_is_deterministic_and_says_random(tiny, tmp_path, capsys):
-    from fullduplex.models.moshi_loader import TINY_TEXT_VOCAB
+    from fullduplex.models.moshi import TINY_TEXT_VOCAB
     import sentencepiece as spm
 
     assert main(["moshi", "make-tiny", str(tmp_path / "again")]) == 0
@@ -87,23 +88,11 @@ def test_make_tiny_is_deterministic_and_says_random(tiny, tmp_path, capsys):
     assert "is not empty" in capsys.readouterr().err
 
 
-class InstantModelClock(VirtualClock):
-    """Virtual time in which the model is instant: each tick first waits for the worker to finish."""
-
-    agent = None
-
-    def sleep_until(self, t: float) -> None:
-        worker = getattr(self.agent, "worker", None)
-        while worker is not None and not worker.idle:
-            time.sleep(0.0005)
-        super().sleep_until(t)
-
-
 def run_instant(cfg, audio):
+    """On the harness's settled clock: every frame's model step is done before the next frame."""
     agent = make_agent("moshi", ModelStack(cfg), cfg)
-    clock = InstantModelClock()
-    clock.agent = agent
-    return run_agent(agent, audio, cfg.runtime.frame_ms, clock=clock)
+    return run_agent(agent, audio, clock=SettledClock())
+
 
 
 def test_one_frame_out_per_frame_in_and_text_at_the_sample_it_plays(tiny):
@@ -151,7 +140,7 @@ def test_real_time_on_cpu(tiny):
     agent = make_agent("moshi", ModelStack(cfg), cfg)
     agent.prepare()
     audio = user_audio(2.0)
-    result = run_agent(agent, audio, cfg.runtime.frame_ms)        # wall clock, real compute
+    result = run_agent(agent, audio)        # wall clock, real compute
     assert len(result.recorder.agent) == len(audio)
     assert result.step_percentile(50) < 5, "step() only moves audio: the model runs in the worker"
     summary = next(e for e in result.events if e.kind == "moshi.summary").data
@@ -165,14 +154,16 @@ def test_a_slow_model_drops_frames_and_says_so(tiny, monkeypatch):
     cfg = moshi_cfg(tiny)
     agent = make_agent("moshi", ModelStack(cfg), cfg)
     agent.prepare()
-    encode = agent.model.mimi.encode
+    model = acquire(cfg.moshi)     # the pooled model the call will take
+    release(model)
+    encode = model.mimi.encode
 
     def slow_encode(x):
         time.sleep(0.2)      # 2.5x the 80 ms budget
         return encode(x)
 
-    monkeypatch.setattr(agent.model.mimi, "encode", slow_encode)   # undone after the test: the model is pooled
-    result = run_agent(agent, user_audio(2.0), cfg.runtime.frame_ms)
+    monkeypatch.setattr(model.mimi, "encode", slow_encode)   # undone after the test: the model is pooled
+    result = run_agent(agent, user_audio(2.0))
     summary = next(e for e in result.events if e.kind == "moshi.summary").data
     assert summary["dropped"] > 5 and summary["real_time"] is False and summary["slow_frames"] >= 5
     assert any(e.kind == "moshi.lag" and e.data.get("dropped_total") for e in result.events)
@@ -183,7 +174,7 @@ def test_a_slow_model_drops_frames_and_says_so(tiny, monkeypatch):
 
 
 def test_loads_from_a_folder_with_the_network_disabled(tiny, monkeypatch):
-    from fullduplex.models.moshi_loader import load_moshi
+    from fullduplex.models.moshi import load_moshi
 
     def no_network(*args, **kwargs):
         raise OSError("network disabled by the test")
@@ -204,7 +195,7 @@ def _copy(tiny, dest, drop=None):
 
 
 def _error_of(folder, **moshi) -> str:
-    from fullduplex.models.moshi_loader import load_moshi
+    from fullduplex.models.moshi import load_moshi
     with pytest.raises(UserError) as err:
         load_moshi(moshi_cfg(folder, **moshi).moshi)
     return str(err.value)
@@ -227,7 +218,7 @@ def test_hub_without_network_is_a_clear_error(tiny, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)   # fail at once, no retries
-    from fullduplex.models.moshi_loader import load_moshi
+    from fullduplex.models.moshi import load_moshi
     with pytest.raises(UserError) as err:
         load_moshi(Config().moshi)
     assert "could not fetch the Moshi checkpoint 'kyutai/moshiko-pytorch-bf16'" in str(err.value)

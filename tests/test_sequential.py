@@ -2,46 +2,24 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import soundfile as sf
 
-from fullduplex.audio.clock import VirtualClock
-from fullduplex.audio.frames import frame_samples, rms_dbfs
-from fullduplex.config import Config
-from fullduplex.engines.base import Session
-from fullduplex.engines.cascade import SequentialAgent
-from fullduplex.events import EventLog
+from fullduplex.audio.frames import rms_dbfs
 from fullduplex.runtime.latency import STAGES, breakdown
 from fullduplex.runtime.simulate import simulate
+from fullduplex.config import Config
+from fullduplex.testing import ScriptedLlm, ScriptedStack, run_scripted
 
 from .conftest import DATA
-from .fakes import FakeStack, ScriptedLlm
-
-FRAME_MS = 20
 
 
-def drive(agent, seconds, clock):
-    """Step the agent on a virtual clock; whenever it waits on its worker, let the worker finish first,
-    so conversation time measures the agent's logic alone."""
-    n = frame_samples(FRAME_MS)
-    events = EventLog()
-    agent.start(Session(clock=clock, events=events, frame_samples=n))
-    out = []
-    try:
-        for i in range(int(seconds * 1000 / FRAME_MS)):
-            t = i * FRAME_MS / 1000
-            clock.sleep_until(t)
-            if agent.state == "thinking":
-                deadline = time.monotonic() + 5
-                while not (agent.think.idle and agent.voice.speak.idle) and time.monotonic() < deadline:
-                    time.sleep(0.001)
-            out.append(agent.step(np.zeros(n, np.float32), t))
-    finally:
-        agent.close()
-    return events.snapshot(), np.concatenate([np.zeros(n, np.float32)] + out[:-1])  # played a frame later, as the runner records
+def drive(stack, seconds):
+    """The sequential agent on the test harness's settled virtual clock: conversation time measures
+    the agent's logic alone."""
+    run = run_scripted("sequential", stack, seconds)
+    return run.events, run.output
 
 
 def kinds(events, kind):
@@ -49,8 +27,8 @@ def kinds(events, kind):
 
 
 def test_turn_ends_after_the_silence_threshold():
-    stack = FakeStack(spans=[(0.5, 2.0)])
-    events, out = drive(SequentialAgent(stack, Config()), 5.0, VirtualClock())
+    stack = ScriptedStack(spans=[(0.5, 2.0)])
+    events, out = drive(stack, 5.0)
     (end,) = kinds(events, "turn.end")
     assert end.data["speech_end"] == pytest.approx(2.0, abs=0.033)
     assert end.t - end.data["speech_end"] == pytest.approx(0.7, abs=0.021)
@@ -62,8 +40,8 @@ def test_turn_ends_after_the_silence_threshold():
 
 def test_does_not_listen_while_speaking_then_listens_again():
     # The user talks over the 1 s reply (at 2.9-3.3 s), then asks again at 5-6 s.
-    stack = FakeStack(spans=[(0.5, 2.0), (2.9, 3.3), (5.0, 6.0)])
-    events, _ = drive(SequentialAgent(stack, Config()), 8.0, VirtualClock())
+    stack = ScriptedStack(spans=[(0.5, 2.0), (2.9, 3.3), (5.0, 6.0)])
+    events, _ = drive(stack, 8.0)
     overlapped = [e for e in kinds(events, "vad.speech_start") if 2.8 < e.t < 3.4]
     assert overlapped and overlapped[0].data["heard"] is False
     ends = kinds(events, "turn.end")
@@ -74,8 +52,8 @@ def test_does_not_listen_while_speaking_then_listens_again():
 
 
 def test_a_failing_model_is_reported_and_the_conversation_goes_on():
-    stack = FakeStack(spans=[(0.5, 2.0), (4.0, 5.0)], llm=ScriptedLlm(fail=True))
-    events, out = drive(SequentialAgent(stack, Config()), 7.0, VirtualClock())
+    stack = ScriptedStack(spans=[(0.5, 2.0), (4.0, 5.0)], llm=ScriptedLlm(fail=True))
+    events, out = drive(stack, 7.0)
     errors = kinds(events, "error")
     assert len(errors) == 2 and "model exploded" in errors[0].data["message"]
     assert len(kinds(events, "turn.end")) == 2 and np.abs(out).max() == 0

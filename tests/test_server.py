@@ -26,12 +26,13 @@ from fullduplex.bench.runner import agent_folder, run_bench
 from fullduplex.config import Config
 from fullduplex.errors import UserError
 from fullduplex.server import protocol
-from fullduplex.server.app import BackgroundServer, check_bind
+from fullduplex.server.access import check_bind
 from fullduplex.server.client import converse, first_sound, run_remote
 from fullduplex.server.config import ServerConfig
 from fullduplex.server.ogg import BadAudio, OggOpusChecker, ogg_crc
 from fullduplex.server.session import InputBuffer, Outbox
-from fullduplex.server.talk import pick_devices, talk
+from fullduplex.runtime.talk import pick_devices, talk
+from fullduplex.server.testserver import BackgroundServer
 
 from .conftest import read_clip
 
@@ -601,7 +602,7 @@ def test_talk_without_an_audio_device_says_so():
 
 @pytest.mark.slow
 def test_talk_runs_the_agent_on_the_microphone(models, monkeypatch):
-    monkeypatch.setattr("fullduplex.server.talk.ModelStack", lambda cfg: models)
+    monkeypatch.setattr("fullduplex.runtime.talk.ModelStack", lambda cfg: models)
     sd = FakeSoundDevice(speech(tail_s=0.0))
     lines: list[str] = []
     counters = talk(AGENT, Config(), sd=sd, seconds_limit=5.5, show=lines.append)

@@ -8,19 +8,16 @@ import time
 import numpy as np
 import pytest
 
-from fullduplex.audio.clock import RealClock, VirtualClock
-from fullduplex.audio.frames import frame_samples
+from fullduplex.audio.clock import RealClock
 from fullduplex.config import Config
-from fullduplex.engines.base import Session
-from fullduplex.engines.cascade import StreamingAgent
-from fullduplex.engines.parallel import ParallelAgent, decide
+from fullduplex.engines import make_agent
+from fullduplex.engines.parallel import decide
 from fullduplex.engines.text_pieces import TextPieces, split_pieces
-from fullduplex.events import EventLog
 from fullduplex.runtime.runner import run_agent
 from fullduplex.runtime.simulate import simulate
+from fullduplex.testing import ScriptedLlm, ScriptedStack, run_scripted, wait_idle
 
 from .conftest import DATA
-from .fakes import FakeStack, ScriptedLlm
 
 
 @pytest.mark.parametrize("text, pieces", [
@@ -56,9 +53,9 @@ class SlowTokens(ScriptedLlm):
 
 def test_streaming_first_audio_before_the_llm_finishes(models):
     reply = "The library opens at nine. It closes at six on weekdays. On Sundays it stays closed all day long."
-    stack = FakeStack(spans=[(0.3, 1.5)], llm=SlowTokens(reply))
+    stack = ScriptedStack(spans=[(0.3, 1.5)], llm=SlowTokens(reply))
     stack.tts = models.tts  # real Piper: the pieces are really synthesised
-    result = run_agent(StreamingAgent(stack, Config()), np.zeros(16000 * 12, np.float32), 20, RealClock())
+    result = run_agent(make_agent("streaming", stack, Config()), np.zeros(16000 * 12, np.float32), RealClock())
     ev = result.events
     start = next(e for e in ev if e.kind == "playback.start")
     done = next(e for e in ev if e.kind == "llm.done")
@@ -86,33 +83,18 @@ FAST = "Paris is in Spain. It has a big tower. People love it there."
 
 
 def drive_pair(stack, seconds, release_at=None, gate=None):
-    agent = ParallelAgent(stack, Config())
-    clock = VirtualClock()
-    n = frame_samples(20)
-    events = EventLog()
-    agent.start(Session(clock=clock, events=events, frame_samples=n))
-    try:
-        for i in range(int(seconds * 50)):
-            t = i * 0.02
-            clock.sleep_until(t)
-            if gate is not None and release_at is not None and abs(t - release_at) < 1e-9:
-                gate.set()
-                deadline = time.monotonic() + 5
-                while not agent.slow.idle and time.monotonic() < deadline:
-                    time.sleep(0.001)
-            if agent.state != "listening":
-                deadline = time.monotonic() + 5
-                while not (agent.think.idle and agent.voice.speak.idle) and time.monotonic() < deadline:
-                    time.sleep(0.001)
-            agent.step(np.zeros(n, np.float32), t)
-    finally:
-        agent.close()
-    return agent, events.snapshot()
+    """The pair on the settled clock; the slow model is not waited for until the test opens its gate."""
+    def release(conversation):
+        gate.set()
+        wait_idle(conversation.slow)
+    actions = {release_at: release} if gate is not None and release_at is not None else {}
+    run = run_scripted("parallel", stack, seconds, actions, skip=("parallel-slow",))
+    return run.conversation, run.events
 
 
 def test_slow_model_that_disagrees_takes_over_at_a_piece_boundary():
     gate = threading.Event()
-    stack = FakeStack(spans=[(0.3, 1.0)], llm=ScriptedLlm(FAST),
+    stack = ScriptedStack(spans=[(0.3, 1.0)], llm=ScriptedLlm(FAST),
                       slow_llm=ScriptedLlm("Paris is in France. It is the capital.", gate=gate))
     # Turn ends at ~1.7 s; fast pieces are 1 s each: piece 0 plays 1.7-2.7, piece 1 2.7-3.7. Release at 2.2 s.
     agent, ev = drive_pair(stack, 9.0, release_at=2.2, gate=gate)
@@ -127,7 +109,7 @@ def test_slow_model_that_disagrees_takes_over_at_a_piece_boundary():
 
 def test_slow_model_that_agrees_changes_nothing():
     gate = threading.Event()
-    stack = FakeStack(spans=[(0.3, 1.0)], llm=ScriptedLlm(FAST), slow_llm=ScriptedLlm(FAST, gate=gate))
+    stack = ScriptedStack(spans=[(0.3, 1.0)], llm=ScriptedLlm(FAST), slow_llm=ScriptedLlm(FAST, gate=gate))
     agent, ev = drive_pair(stack, 6.0, release_at=2.2, gate=gate)
     assert [e.data["decision"] for e in ev if e.kind == "parallel.decision"] == ["keep"]
     assert [e.data["text"] for e in ev if e.kind == "playback.piece"] == split_pieces(FAST)
@@ -135,7 +117,7 @@ def test_slow_model_that_agrees_changes_nothing():
 
 
 def test_slow_model_that_fails_leaves_the_fast_reply_and_logs_once():
-    stack = FakeStack(spans=[(0.3, 1.0), (6.0, 7.0)], llm=ScriptedLlm(FAST), slow_llm=ScriptedLlm(fail=True))
+    stack = ScriptedStack(spans=[(0.3, 1.0), (6.0, 7.0)], llm=ScriptedLlm(FAST), slow_llm=ScriptedLlm(fail=True))
     agent, ev = drive_pair(stack, 12.0)
     errors = [e for e in ev if e.kind == "error"]
     assert len(errors) == 1 and errors[0].data["where"] == "slow"

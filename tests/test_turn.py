@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from fullduplex.cli import main
+from fullduplex.models.smart_turn import SmartTurn, last_seconds, whisper_log_mel
 from fullduplex.turn.gbm import GbmParams, Trees, fit
-from fullduplex.turn.signals import (SmartTurn, last_seconds, prosody, text_markers, whisper_log_mel,
-                                     yin_pitch)
+from fullduplex.turn.signals import prosody, text_markers, yin_pitch
 
 from .conftest import read_clip
 
@@ -218,9 +218,10 @@ def test_shipped_model_separates_the_vap_pairs_it_never_saw(predictor, shared_da
     """Short phrase ends (turn ends) vs long phrases cut at the same words (the turn goes on), for the
     VAP phrase groups left out of training: P(done) at 0.3 s of silence ranks them apart in at least
     70 % of the pairs (chance: 50 %)."""
-    from fullduplex.turn.data import DataConfig, render_vap, vap_rows
+    from fullduplex.turn.dataset import DataConfig
     from fullduplex.turn.evaluate import auc
     from fullduplex.turn.train import VAP_HELD_OUT
+    from fullduplex.turn.vap import render_vap, vap_rows
 
     rows = [r for r in vap_rows(shared_data) if r["phrase"] in VAP_HELD_OUT][::2]   # 30 clips: 15 per side
     cfg = DataConfig(augment=False)

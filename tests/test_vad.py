@@ -7,26 +7,9 @@ import pytest
 
 from fullduplex.audio.io import read_user_audio
 from fullduplex.config import VadConfig
-from fullduplex.models.vad import CHUNK, CHUNK_S, SileroVad, SpeechSegmenter
+from fullduplex.models.vad import CHUNK, SileroVad, SpeechSegmenter, frame_accuracy, read_scv
 
 from .conftest import read_clip
-
-
-def frame_accuracy(clip, labels) -> float:
-    """Share of 32 ms chunks where VAD (p >= 0.5) agrees with the hand label at the chunk centre."""
-    vad = SileroVad()
-    probs = np.array(vad.push(clip))
-    centres = (np.arange(len(probs)) + 0.5) * CHUNK_S
-    truth = np.zeros(len(probs), bool)
-    for start, end in labels:
-        truth |= (centres >= start) & (centres < end)
-    return float(np.mean((probs >= 0.5) == truth))
-
-
-def read_scv(path):
-    fields = path.read_text().strip().split(",")[1:]
-    spans = [tuple(fields[i:i + 3]) for i in range(0, len(fields), 3)]
-    return [(float(s), float(e)) for s, e, label in spans if label == "1"]
 
 
 def test_vad_frame_accuracy_on_hand_labels(shared_data):

@@ -22,10 +22,14 @@ class RealClock:
     def now(self) -> float:
         return time.monotonic() - self._t0
 
-    def sleep_until(self, t: float) -> None:
+    def sleep_until(self, t: float, stop: threading.Event | None = None) -> bool:
+        """Wait until ``t``; False if ``stop`` was set first."""
         delay = t - self.now()
         if delay > 0:
+            if stop is not None:
+                return not stop.wait(delay)
             time.sleep(delay)
+        return True
 
 
 class VirtualClock:
@@ -41,9 +45,10 @@ class VirtualClock:
         with self._lock:
             return self._t
 
-    def sleep_until(self, t: float) -> None:
+    def sleep_until(self, t: float, stop: threading.Event | None = None) -> bool:
         with self._lock:
             self._t = max(self._t, t)
+        return True
 
 
 Clock = RealClock | VirtualClock

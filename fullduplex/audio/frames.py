@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from ..timebase import SAMPLE_RATE  # defined below every layer: events.py stamps samples with it too
 
 
 def frame_samples(frame_ms: int) -> int:

@@ -40,7 +40,7 @@ PUBLISHED = {
     "Gemini Live": {"pause_tor": 0.310, "pause_tor_synthetic": 0.255, "bc_tor": 0.091, "bc_freq": 0.012,
                     "bc_jsd": 0.896, "turn_tor": 0.655, "turn_latency": 1.301, "interrupt_tor": 0.891,
                     "interrupt_latency": 1.183},
-    # From the later FDB README, as quoted in DESIGN.md (only these cells).
+    # From the 2026 version of the FDB README (only these cells were published there).
     "PersonaPlex": {"pause_tor_synthetic": 0.584, "bc_freq": 0.025, "bc_jsd": 0.649, "turn_latency": 0.070},
     "GPT-Realtime": {"pause_tor_synthetic": 0.010, "bc_freq": 0.007, "turn_latency": 1.470},
 }

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..audio.io import read_user_audio, write_text, write_wav
 from ..config import Config
-from ..engines import AGENTS, ModelStack, make_agent
+from ..engines import AGENTS, Agent, ModelStack, make_agent
 from ..errors import UserError
 from ..runtime.runner import run_agent
 from .scenarios import Scenario, ScenarioError, load_suite
@@ -97,14 +97,13 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _run_one(models: ModelStack, cfg: Config, agent_name: str, scenario: Scenario, out_dir: Path) -> dict:
+def _run_one(agent: Agent | None, cfg: Config, agent_name: str, scenario: Scenario, out_dir: Path) -> dict:
     audio, _ = read_user_audio(scenario.input_path)
-    if is_remote(agent_name):   # streamed to the server in real time over Opus, recorded as heard
+    if agent is None:   # a ws:// agent: streamed to the server in real time over Opus, recorded as heard
         from ..server.client import run_scenario
         result = run_scenario(agent_name, audio, cfg.runtime.frame_ms)
     else:
-        agent = make_agent(agent_name, models, cfg)
-        result = run_agent(agent, audio, cfg.runtime.frame_ms)
+        result = run_agent(agent, audio)
     folder = scenario_dir(out_dir, agent_name, scenario)
     output = result.recorder.agent[: len(audio)]   # FDB: output.wav is exactly as long as input.wav
     write_wav(folder / "output.wav", output)
@@ -152,13 +151,21 @@ def run_bench(agents: list[str], suite_dir: str | Path, out_dir: str | Path, cfg
     t0 = time.monotonic()
     local = threading.local()
 
+    def agent_for(name: str) -> Agent | None:
+        """One model stack per worker thread, one agent per architecture on it, prepared before its first call."""
+        if is_remote(name):
+            return None
+        if not hasattr(local, "agents"):
+            local.models, local.agents = ModelStack(cfg), {}
+        if name not in local.agents:
+            local.agents[name] = make_agent(name, local.models, cfg)
+            local.agents[name].prepare()
+        return local.agents[name]
+
     def work(item):
         agent_name, scenario = item
-        if not is_remote(agent_name) and not hasattr(local, "models"):  # one model stack per worker thread
-            local.models = ModelStack(cfg)
-            local.models.load_all()
         try:
-            _run_one(getattr(local, "models", None), cfg, agent_name, scenario, out)
+            _run_one(agent_for(agent_name), cfg, agent_name, scenario, out)
         except UserError as e:
             run.failed.append(f"{agent_name}/{scenario.id}: {e}")
         progress.advance(f"{agent_name}/{scenario.id}", sf_duration(scenario))

@@ -31,12 +31,12 @@ import soundfile as sf
 
 from ..audio.frames import SAMPLE_RATE
 from ..errors import UserError
+from .draft import Draft
 from .scenarios import ANNOTATION_FILES, INPUT, KINDS, META
 
 SOURCES = ("real", "synthetic")
 BUILDER = "fullduplex.bench.suite"  # meta.json mark: folders with it are ours to replace or prune
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data beside the repo
-FADE_S = 0.01  # ramps at every cut, so a cut never clicks (a click reads as speech to some VADs)
 
 # Licence texts shipped in the data's licenses/ folder, by the origin that needs them. AMI (CC BY 4.0)
 # and LJ Speech (public domain) have no text there: LICENCES.md attributes them.
@@ -66,20 +66,6 @@ example data (CC BY-NC 4.0) is not part of this suite.
 
 
 @dataclass
-class Draft:
-    """One scenario before it is written: what the real and synthetic builders produce."""
-    kind: str
-    name: str                 # folder name, unique within <source>/<kind>
-    audio: np.ndarray         # the user's channel, float32 at SAMPLE_RATE
-    annotation: list[dict]
-    meta: dict                # must hold source, origin, licence
-
-    @property
-    def source(self) -> str:
-        return self.meta["source"]
-
-
-@dataclass
 class SuiteSummary:
     root: Path
     counts: dict[str, dict[str, int]]           # source -> kind -> scenarios written
@@ -102,36 +88,6 @@ class SuiteSummary:
             rows.append(f"left out {len(self.skipped)} real candidates:")
             rows += [f"  {line}" for line in self.skipped]
         return "\n".join(rows)
-
-
-# -- audio helpers shared by the real and synthetic builders -------------------------------------
-
-def n_samples(seconds: float) -> int:
-    return int(round(seconds * SAMPLE_RATE))
-
-
-def silence_s(seconds: float) -> np.ndarray:
-    return np.zeros(n_samples(seconds), dtype=np.float32)
-
-
-def faded(audio: np.ndarray) -> np.ndarray:
-    """A copy with FADE_S ramps in and out."""
-    out = np.array(audio, dtype=np.float32)
-    n = min(n_samples(FADE_S), len(out) // 2)
-    if n:
-        ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
-        out[:n] *= ramp
-        out[-n:] *= ramp[::-1]
-    return out
-
-
-def cut(audio: np.ndarray, start: float, end: float) -> np.ndarray:
-    return faded(audio[n_samples(start):n_samples(end)])
-
-
-def ts(t: float) -> float:
-    """Timestamps are written in ms precision: enough for 200 ms histogram bins, and stable text."""
-    return round(float(t), 3)
 
 
 # -- the build -----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from ..audio.frames import SAMPLE_RATE
 from ..audio.io import read_user_audio
 from ..config import VadConfig
 from ..models.vad import SileroVad, SpeechSegmenter
-from .suite import FADE_S, Draft, cut, n_samples, silence_s, ts
+from .draft import FADE_S, Draft, cut, n_samples, silence_s, ts
 
 PAD_S = 0.05           # real audio kept either side of a label, so no onset or release is clipped
 TAIL_KEEP_S = 0.25     # room tone kept after the user's last word, before digital silence

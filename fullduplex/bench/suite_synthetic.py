@@ -22,7 +22,7 @@ import numpy as np
 from ..audio.frames import SAMPLE_RATE
 from ..config import TtsConfig
 from ..models.tts import load_tts
-from .suite import Draft, n_samples, silence_s, ts
+from .draft import Draft, n_samples, silence_s, ts
 
 PER_KIND = 12
 LEAD_S = 0.4                 # silence before the user starts

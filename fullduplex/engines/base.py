@@ -1,65 +1,125 @@
-"""The two-stream contract every architecture implements.
+"""The two-stream contract every architecture implements: an ``Agent`` and its ``Conversation``s.
 
-Each tick the runtime hands the agent one frame of the user's audio and takes back one frame of the
-agent's audio (silence when it has nothing to say). Both streams always flow, so "the agent talked
-over the user" or "the agent backchannelled" are facts on one timeline.
+- An **agent** is an architecture, its configuration and the loaded models. It holds no state of any
+  call: ``prepare()`` loads and warms everything the architecture uses, once (idempotent, thread-safe),
+  and ``conversation()`` opens a call on it. Any number of conversations run on one agent at once.
+- A **conversation** owns *all* the state of one call. Each tick the driver (``runtime/drive.py``)
+  hands it one frame of the user's audio and takes back one frame of the agent's audio (silence when
+  it has nothing to say): ``step(frame, t) -> frame``. Both streams always flow, so "the agent talked
+  over the user" or "the agent backchannelled" are facts on one timeline.
 
-Rules for implementers:
-- ``step()`` returns within its frame budget: heavy work (STT, LLM, TTS) runs in worker threads
-  and comes back through bounded queues (``engines/workers.py``).
-- Everything the agent does is an event (``self.emit``) on the conversation clock.
+Rules for implementers (a ``Conversation`` subclass is an architecture):
+- ``__init__`` creates every piece of per-call state; ``step()`` never loads or synthesises a model
+  and returns within its frame budget: heavy work (STT, LLM, TTS) runs in ``Worker`` threads and comes
+  back through bounded queues (``engines/workers.py``).
+- ``load(models, cfg)`` (a classmethod) loads what the architecture uses; the agent calls it once.
+- Everything the conversation does is an event (``self.emit``) on the conversation clock.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import threading
+from typing import Any
 
 import numpy as np
 
-from ..audio.clock import Clock
+from ..audio.clock import Clock, RealClock
+from ..audio.frames import frame_samples
 from ..config import Config
 from ..events import Event, EventLog
-from .models import ModelStack
+from .stack import ModelStack
+from .workers import Worker
 
 
-@dataclass
-class Session:
-    """What a running conversation gives its agent: the clock and the event log."""
-
-    clock: Clock
-    events: EventLog
-    frame_samples: int
-
-
-class Agent:
+class Conversation:
     name = "agent"
     description = ""
 
-    def __init__(self, models: ModelStack, cfg: Config) -> None:
-        self.models = models
-        self.cfg = cfg
-        self.session: Session | None = None
+    @classmethod
+    def load(cls, models: ModelStack, cfg: Config) -> None:
+        """Load (and warm) every model this architecture uses; called once per agent, before any call."""
+        models.load_all()
 
-    def prepare(self) -> None:
-        """Load the models this agent uses (before the clock starts) and check configured endpoints."""
-        self.models.load_all()
-
-    def start(self, session: Session) -> None:
-        """Called once before the first frame; per-conversation state is created here."""
-        self.session = session
+    def __init__(self, agent: "Agent", clock: Clock, events: EventLog, frame_samples: int) -> None:
+        self.agent = agent
+        self.models = agent.models
+        self.cfg = agent.cfg
+        self.clock = clock
+        self.events = events
+        self.frame_samples = frame_samples
+        self.closed = False
 
     def step(self, user_frame: np.ndarray, t: float) -> np.ndarray:
         """Consume the user's frame that starts at ``t``; return the agent's next frame, which plays
         from the end of this one (``t + frame``): events about what it plays are stamped there."""
         raise NotImplementedError
 
-    def close(self) -> None:
-        """Stop workers; called once after the last frame, also on errors."""
-
-    def workers(self) -> list:
-        """The ``Worker``s this agent started (for the queue report: every queue bounded and measured)."""
+    def workers(self) -> list[Worker]:
+        """The ``Worker``s of this call (for the queue report: every queue bounded and measured)."""
         return []
 
+    def close(self) -> None:
+        """Stop this call's workers; idempotent. The driver calls it once after the last frame, also on errors."""
+        if not self.closed:
+            self.closed = True
+            self._close()
+
+    def _close(self) -> None:
+        for worker in self.workers():
+            worker.close()
+
     def emit(self, kind: str, turn: int | None = None, t: float | None = None, **data) -> Event:
-        assert self.session is not None, "start() first"
-        return self.session.events.add(Event(self.session.clock.now() if t is None else t, kind, turn, data))
+        return self.events.add(Event(self.clock.now() if t is None else t, kind, turn, data))
+
+    def state(self) -> dict[str, Any]:
+        """Everything this call holds, in one printable place (simple values and small records;
+        models, workers and audio buffers are left out)."""
+        out: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            if key in ("agent", "models", "cfg", "clock", "events"):
+                continue
+            if value is None or isinstance(value, (bool, int, float, str)):
+                out[key] = value
+            elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+                out[key] = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+                            if isinstance(getattr(value, f.name), (bool, int, float, str, type(None)))}
+        return out
+
+
+class Agent:
+    """An architecture (a ``Conversation`` type) with its configuration and loaded models."""
+
+    def __init__(self, kind: type[Conversation], models: ModelStack, cfg: Config) -> None:
+        self.kind = kind
+        self.models = models
+        self.cfg = cfg
+        self._lock = threading.Lock()
+        self._prepared = False
+
+    @property
+    def name(self) -> str:
+        return self.kind.name
+
+    @property
+    def description(self) -> str:
+        return self.kind.description
+
+    @property
+    def prepared(self) -> bool:
+        return self._prepared
+
+    def prepare(self) -> None:
+        """Load and warm every model this agent uses, and check configured endpoints; once (thread-safe)."""
+        with self._lock:
+            if not self._prepared:
+                self.kind.load(self.models, self.cfg)
+                self._prepared = True
+
+    def conversation(self, clock: Clock | None = None, events: EventLog | None = None,
+                     frame_ms: int | None = None) -> Conversation:
+        """A new call on this agent. Prepares the agent first if nobody has, so no frame is ever stepped
+        on models that are still loading (do it before the clock starts: it may take seconds)."""
+        self.prepare()
+        n = frame_samples(frame_ms or self.cfg.runtime.frame_ms)
+        return self.kind(self, clock or RealClock(), events if events is not None else EventLog(), n)

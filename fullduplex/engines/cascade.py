@@ -22,20 +22,18 @@ from collections import deque
 import numpy as np
 
 from ..audio.frames import SAMPLE_RATE, seconds
-from .base import Session
-from .talker import PREROLL_S, TalkingAgent, ThinkDone
+from .talker import PREROLL_S, TalkingConversation, ThinkDone
 from .voice import Piece
 from .workers import JobFailed
 
 
-
-class SequentialAgent(TalkingAgent):
+class SequentialConversation(TalkingConversation):
     name = "sequential"
     description = "architecture 1: VAD silence threshold -> whole-utterance STT -> full LLM reply -> whole-reply TTS"
     streaming = False      # the whole reply is synthesised, then played
 
-    def start(self, session: Session) -> None:
-        super().start(session)
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
         self.turn = 1
         self.state = "listening"   # -> "thinking" -> "speaking" -> "listening"
         self._audio: deque[np.ndarray] = deque()
@@ -158,13 +156,13 @@ class SequentialAgent(TalkingAgent):
         return self.generate(turn, gen, user_text, self.models.llm, cancel)
 
 
-class StreamingAgent(SequentialAgent):
+class StreamingConversation(SequentialConversation):
     name = "streaming"
     description = "architecture 3: the cascade with sentence-level streaming TTS (first audio after the first sentence)"
     streaming = True
 
 
-class StreamingClauseAgent(StreamingAgent):
+class StreamingClauseConversation(StreamingConversation):
     name = "streaming-clause"
     description = "architecture 3, eager: the first piece ends at the first clause boundary, then whole sentences"
     first_clause = True

@@ -22,7 +22,9 @@ Not a pipeline with turns but one loop that is always listening and may always s
   yields to speech that begins under it, so two starts at once resolve as a barge-in (or, if it was
   only a backchannel, as a brief restart).
 
-Threads: ear (STT), think (LLM), speak (TTS); ``step()`` does the VAD, cheap decisions and moves audio.
+Threads: ear (STT), think (LLM), speak (TTS), judge (the turn model); ``step()`` does the VAD, cheap
+decisions and moves audio. When to take the floor is ``turn/floor.py``'s ``FloorRule`` on the
+``PauseSchedule`` (the same code ``fullduplex turn eval`` replays on labelled pauses).
 """
 
 from __future__ import annotations
@@ -33,29 +35,28 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..audio.frames import SAMPLE_RATE, seconds
-from .base import Session
+from ..config import Config
+from ..turn.floor import FloorRule, PauseSchedule
+from .backchannels import BackchannelPicker
 from .ear import Ear
 from .floor_policy import BackchannelTiming, EndOfTurn, is_backchannel
-from .talker import PREROLL_S, TalkingAgent, ThinkDone
+from .stack import ModelStack
+from .talker import PREROLL_S, TalkingConversation, ThinkDone
 from .voice import Piece
 from .workers import JobFailed, Worker
-
-TAIL_S = 10.0          # trailing audio the turn model reads (Smart Turn: 8 s before the pause)
-BACKCHANNEL_MAX_S = 0.8  # user speech over the agent longer than this is a barge-in, whatever it says
-P_EVERY_S = 0.06       # how often the turn model is asked during a pause
 
 
 @dataclass
 class UserTurn:
     id: int
     start: float
+    pause: PauseSchedule           # what to ask the models in the current pause (a new one each pause)
     text: str = ""
     text_s: float = 0.0            # seconds of the turn's audio the text covers
     asked: bool = False            # the ear was asked for the transcript at this pause
     answered: bool = False         # ... and has answered
     speech_s: float = 0.0          # user speech in this turn since the last backchannel
-    p_done: float = 0.0
-    p_at: float = -1.0
+    p_done: float = 0.0            # the turn model's latest answer for the words up to this pause
     committed: bool = False        # the agent has decided to take the floor
 
 
@@ -72,7 +73,7 @@ class Reply:
     yield_t: float = 0.0
 
 
-class DuplexAgent(TalkingAgent):
+class DuplexConversation(TalkingConversation):
     name = "duplex"
     description = ("architecture 5 on CPU: always listening, speculative replies ready at the turn end, "
                    "backchannels, yields to interruptions (the embedded default)")
@@ -80,26 +81,28 @@ class DuplexAgent(TalkingAgent):
     backchannels = True
     first_clause = True             # the first piece as soon as a clause is written: first audio sooner
 
-    def __init__(self, models, cfg) -> None:
-        super().__init__(models, cfg)
-        self.end_of_turn = EndOfTurn(getattr(models, "turn_model", None), cfg.duplex)
-        self.bc_timing = BackchannelTiming(cfg.duplex)
+    @classmethod
+    def load(cls, models: ModelStack, cfg: Config) -> None:
+        super().load(models, cfg)
+        _ = models.turn_model
+        if cls.backchannels:
+            _ = models.backchannels   # synthesised once per stack, before any call
 
-    def prepare(self) -> None:
-        super().prepare()
-        _ = self.models.turn_model
-        if self.backchannels:
-            _ = self.models.backchannels   # synthesised once per stack, before the clock starts
-
-    def start(self, session: Session) -> None:
-        super().start(session)
-        self.ear = Ear(lambda: self.models.stt, self.emit)
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        dc = self.cfg.duplex
+        predictor = self.models.turn_model
+        self.end_of_turn = EndOfTurn(predictor.for_conversation() if predictor is not None else None)
+        self.floor = FloorRule(dc)
+        self.bc_timing = BackchannelTiming(dc)
+        self.bc_clips = BackchannelPicker(self.models.backchannels.clips) if self.backchannels else None
+        self.ear = Ear(self.models.stt, self.emit)
         self.judge = Worker(f"{self.name}-judge", depth=1)   # the turn model (Smart Turn costs ~60-90 ms)
         self._turn_ids = 0
         self.user: UserTurn | None = None
         self.reply: Reply | None = None
         self.draft: Reply | None = None
-        self._tail: deque[np.ndarray] = deque(maxlen=int(TAIL_S * SAMPLE_RATE / max(1, session.frame_samples)) + 1)
+        self._tail: deque[np.ndarray] = deque(maxlen=int(dc.tail_s * SAMPLE_RATE / max(1, self.frame_samples)) + 1)
         self._held_draft: list[Piece] = []   # the draft's synthesised pieces, not played until we take the floor
         self._last_bc = -1e9
 
@@ -131,7 +134,7 @@ class DuplexAgent(TalkingAgent):
     def _new_user_turn(self, onset: float, now: float) -> None:
         """Open the user's turn at ``onset``; the recogniser gets the audio from just before it until ``now``."""
         self._turn_ids += 1
-        self.user = UserTurn(self._turn_ids, onset)
+        self.user = UserTurn(self._turn_ids, onset, self._pause_schedule())
         recent = np.concatenate(list(self._tail)) if self._tail else np.zeros(0, np.float32)
         back = int((now - onset + PREROLL_S) * SAMPLE_RATE)
         self.ear.open(self.user.id, recent[-back:] if back < len(recent) else recent)
@@ -144,7 +147,7 @@ class DuplexAgent(TalkingAgent):
             reply.held = self.playback.interrupt()
             reply.yield_t = onset
             # stamped where the fade begins: the frame we return next plays from the end of this one
-            self.emit("bargein.yield", reply.turn, t=t + seconds(self.session.frame_samples), onset=round(onset, 3))
+            self.emit("bargein.yield", reply.turn, t=t + seconds(self.frame_samples), onset=round(onset, 3))
             self._new_user_turn(onset, t)      # the overlap is heard as a turn of its own
             return
         if self.user is None:
@@ -157,7 +160,11 @@ class DuplexAgent(TalkingAgent):
         if self.draft is not None:
             self.emit("draft.discarded", self.user.id, t=t, text=self.draft.user_text)
             self._drop_draft()
-        self.user.asked = False
+        self.user.asked = self.user.answered = False
+        self.user.pause = self._pause_schedule()
+
+    def _pause_schedule(self) -> PauseSchedule:
+        return PauseSchedule(self.cfg.duplex, seconds(self.frame_samples))
 
     def _on_heard(self, heard, t: float) -> None:
         user = self.user
@@ -168,30 +175,31 @@ class DuplexAgent(TalkingAgent):
         user.text, user.text_s = heard.text, heard.audio_s
         if heard.asked:
             user.answered = True
-            user.p_at, user.p_done = -1.0, 0.0   # the words up to the pause: judge them afresh
+            user.p_done = 0.0   # the words up to the pause: judge them afresh
 
     def _in_pause(self, t: float) -> None:
         user = self.user
-        silence = self.segmenter.silence_s
+        # Silence to the end of this frame (the VAD counts it in 32 ms chunks; the floor is taken on frames).
+        silence = t - self.segmenter.last_speech_end
         if user.committed:
             return
-        if not user.asked and silence >= 0.06:
-            self._ask(user)                      # the transcript up to this pause
         for judged in iter(self.judge.poll, None):
-            if not isinstance(judged, JobFailed) and judged[0] == user.id and judged[1] == user.text:
-                user.p_done = judged[2]
-            elif isinstance(judged, JobFailed):
+            if isinstance(judged, JobFailed):
                 self.emit("error", user.id, where="judge", message=str(judged.error))
-        if t - user.p_at >= P_EVERY_S and self.judge.idle and user.answered:
-            user.p_at = t
+            elif judged[0] == user.id and judged[1] == user.text:
+                user.p_done = judged[2]
+        ask = user.pause.next(silence, words_in=user.answered, judge_idle=self.judge.idle)
+        if ask == "words":
+            self._ask(user)                      # the transcript up to this pause
+        elif ask == "p":
             tail, text, turn = np.concatenate(list(self._tail)), user.text, user.id
             self.judge.submit(lambda cancel: (turn, text, self.end_of_turn.p_done(tail, text, silence)))
         p = user.p_done
-        if not (user.answered and user.text):
+        if not (user.pause.ready and user.text):
             return   # decide only on the words up to this pause
-        if p >= self.end_of_turn.timing.draft_p and (self.draft is None or self.draft.user_text != user.text):
+        if self.floor.draft(p) and (self.draft is None or self.draft.user_text != user.text):
             self._start_draft(user, t)
-        if self.end_of_turn.should_take_floor(p, silence):
+        if self.floor.take_floor(p, silence):
             self._take_floor(user, t, p, silence)
         elif self.backchannels and self.reply is None and self.bc_timing.fits(user.speech_s, t - self._last_bc, silence, p):
             self._backchannel(user, t)
@@ -203,7 +211,7 @@ class DuplexAgent(TalkingAgent):
     def _take_floor(self, user: UserTurn, t: float, p: float, silence: float) -> None:
         user.committed = True
         self.emit("turn.end", user.id, t=t, speech_end=round(self.segmenter.last_speech_end, 6), p_done=round(p, 3),
-                  silence_ms=round(silence * 1000), detector="turn-model" if self.end_of_turn.predictor else "text-rule")
+                  silence_ms=round(silence * 1000), detector=self.end_of_turn.detector)
         self.emit("stt.final", user.id, t=t, text=user.text)   # the words the reply answers
         if self.draft is None or self.draft.user_text != user.text:
             if self.draft is not None:
@@ -214,7 +222,7 @@ class DuplexAgent(TalkingAgent):
         self._held_draft = []
 
     def _backchannel(self, user: UserTurn, t: float) -> None:
-        text, audio = self.models.backchannels.next()
+        text, audio = self.bc_clips.next()
         self.playback.push(audio, ("backchannel", text))
         self._last_bc = t
         user.speech_s = 0.0
@@ -304,9 +312,10 @@ class DuplexAgent(TalkingAgent):
         """While yielded: resume for a backchannel, or give the floor up for a barge-in."""
         reply, user = self.reply, self.user
         length = (self.segmenter.last_speech_end if not self.segmenter.in_speech else t) - reply.yield_t
-        if self.segmenter.in_speech and length <= BACKCHANNEL_MAX_S:
+        longest = self.cfg.duplex.backchannel_max_s
+        if self.segmenter.in_speech and length <= longest:
             return
-        if not self.segmenter.in_speech and length <= BACKCHANNEL_MAX_S:
+        if not self.segmenter.in_speech and length <= longest:
             if user is not None and not user.asked:
                 self._ask(user)
                 return
@@ -330,16 +339,10 @@ class DuplexAgent(TalkingAgent):
         self._drop_reply()
 
     def workers(self) -> list:
-        return super().workers() + ([self.judge, self.ear.worker] if hasattr(self, "judge") else [])
-
-    def close(self) -> None:
-        super().close()
-        if hasattr(self, "judge"):
-            self.judge.close()
-            self.ear.shutdown()
+        return super().workers() + [self.judge, self.ear.worker]
 
 
-class PredictiveAgent(DuplexAgent):
+class PredictiveConversation(DuplexConversation):
     """Architecture 4: the cascade with streaming TTS, where the trained turn model (not a fixed silence)
     decides the end of turn, and the reply is drafted speculatively at pauses. A pipeline still: it
     neither backchannels nor listens while it speaks."""

@@ -34,8 +34,8 @@ class Heard:
 
 
 class Ear:
-    def __init__(self, stt: Callable[[], Any], emit: Callable[..., Any]) -> None:
-        self._stt = stt
+    def __init__(self, stt: Any, emit: Callable[..., Any]) -> None:
+        self._stt = stt             # the shared recogniser: this conversation opens its own streams on it
         self._emit = emit
         self.worker = Worker("ear", depth=DEPTH)
         self.turn: int | None = None
@@ -88,7 +88,7 @@ class Ear:
     # -- the ear thread ----------------------------------------------------------------------------
     def _start(self, turn: int, preroll: np.ndarray) -> None:
         self._end()
-        self._stream, self._stream_turn, self._fed = self._stt().stream(), turn, 0
+        self._stream, self._stream_turn, self._fed = self._stt.stream(), turn, 0
         return self._feed(turn, preroll)
 
     def _feed(self, turn: int, chunk: np.ndarray) -> Heard | None:
@@ -114,6 +114,3 @@ class Ear:
                 self._stream.finish()
             finally:
                 self._stream = None
-
-    def shutdown(self) -> None:
-        self.worker.close()

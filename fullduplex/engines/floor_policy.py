@@ -1,8 +1,8 @@
-"""Who should speak next: the duplex agent's three small decisions, each a pure function of what it
-has heard, so they can be tested alone.
+"""Who should speak next: the duplex conversation's small decisions, each a pure function of what it
+has heard, so they can be tested alone. (When to take the floor is ``turn/floor.py``'s ``FloorRule``.)
 
-- ``EndOfTurn``: how likely the user is done (the predictive turn model on the trailing audio and the
-  streaming transcript) and so how long a silence to wait before taking the floor.
+- ``EndOfTurn``: how likely the user is done: the predictive turn model on the trailing audio and the
+  streaming transcript (a per-conversation view of the shared model), or a text rule without it.
 - ``BackchannelTiming``: when, while the user holds the floor, a short acknowledgement fits.
 - ``is_backchannel``: whether what the user said over the agent was only "mm-hm", "yeah", ...
 """
@@ -29,26 +29,20 @@ def is_backchannel(text: str, max_words: int = 3) -> bool:
 
 
 class EndOfTurn:
-    """P(user done) -> the silence after which the agent takes the floor: ``min + extra * (1 - p)^2``.
+    """P(user done) from the trained turn model (``fullduplex.turn``) when installed with its data;
+    without it, a transparent text rule stands in (trailing conjunction/filler -> holding)."""
 
-    ``predictor`` is the trained turn model (``fullduplex.turn``) when installed with its data;
-    without it, a transparent text rule stands in (trailing conjunction/filler -> holding).
-    """
-
-    def __init__(self, predictor=None, timing: DuplexConfig = DuplexConfig()) -> None:
+    def __init__(self, predictor=None) -> None:
         self.predictor = predictor
-        self.timing = timing
+
+    @property
+    def detector(self) -> str:
+        return "turn-model" if self.predictor is not None else "text-rule"
 
     def p_done(self, audio_tail: np.ndarray, text: str, silence_s: float) -> float:
         if self.predictor is not None:
             return float(self.predictor.predict(audio_tail, text, silence_s))
         return text_rule(text)
-
-    def wait_s(self, p: float) -> float:
-        return self.timing.min_silence_s + self.timing.max_extra_s * (1.0 - p) ** 2
-
-    def should_take_floor(self, p: float, silence_s: float) -> bool:
-        return silence_s >= self.wait_s(p)
 
 
 _HOLD = frozenset("and but or so because um uh er like the a an to of with i my your if when then".split())

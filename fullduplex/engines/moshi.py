@@ -27,7 +27,9 @@ import numpy as np
 
 from ..audio.frames import SAMPLE_RATE, silence
 from ..audio.resample import StreamResampler
-from .base import Agent, Session
+from ..config import Config
+from .base import Conversation
+from .stack import ModelStack
 from .workers import JobFailed, Worker
 
 REPORT_EVERY_S = 2.0      # how often a moshi.step event summarises the compute time of the frames since the last
@@ -55,33 +57,31 @@ def _pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 2) if values else 0.0
 
 
-class MoshiAgent(Agent):
+class MoshiConversation(Conversation):
     name = "moshi"
     description = ("architecture 5: Kyutai's Moshi, one network for both streams with a text inner monologue "
                    "(needs a CUDA GPU for real time; --moshi-dir or a Hugging Face repo)")
 
-    def __init__(self, models, cfg) -> None:
-        super().__init__(models, cfg)
-        self.model = None        # a pooled moshi_loader.MoshiModel, owned from prepare()/start() to close()
-
     # -- life cycle ---------------------------------------------------------------------------------
-    def prepare(self) -> None:
-        """Load Moshi (or take a loaded one from the pool) before the clock starts."""
-        if self.model is None:
-            from ..models.moshi_loader import acquire
-            self.model = acquire(self.cfg.moshi)
+    @classmethod
+    def load(cls, models: ModelStack, cfg: Config) -> None:
+        """Load Moshi into the process's pool before any call (a call then takes it from the pool)."""
+        from ..models.moshi import acquire, release
+        release(acquire(cfg.moshi))
 
-    def start(self, session: Session) -> None:
-        super().start(session)
-        self.prepare()
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
         import torch
 
-        from ..models.moshi_loader import reset_streaming
+        from ..models.moshi import acquire, reset_streaming
 
+        # Moshi's streaming state lives inside the model, so a call owns one pooled model copy until it
+        # ends (batching many calls on one copy is the GPU issue's work).
+        self.model = acquire(self.cfg.moshi)
         m, mc = self.model, self.cfg.moshi
         try:
             reset_streaming(m)
-        except Exception:   # the runner calls close() only after a successful start: give the model back here
+        except Exception:   # nobody will call close(): give the model back here
             self._release(True)
             raise
         if mc.seed is not None:
@@ -115,24 +115,21 @@ class MoshiAgent(Agent):
                   load_s=round(m.load_s, 3), frame_ms=round(m.frame_s * 1000, 3), description=m.describe())
 
     def workers(self) -> list:
-        return [self.worker] if hasattr(self, "worker") else []
+        return [self.worker]
 
-    def close(self) -> None:
-        if not hasattr(self, "worker"):
-            self._release(True)
-            return
+    def _close(self) -> None:
         self.worker.cancel()
         while self.worker.poll() is not None:   # room for a result still being written, so the thread can stop
             pass
         self.worker.close()
-        stopped = not self.worker._thread.is_alive()
+        stopped = not self.worker.running
         self._summary()
         self._release(stopped)
 
     def _release(self, reusable: bool) -> None:
         if self.model is not None:
-            from ..models.moshi_loader import release
-            if reusable:   # a worker still stuck in a step keeps the model: it must not serve another session
+            from ..models.moshi import release
+            if reusable:   # a worker still stuck in a step keeps the model: it must not serve another call
                 release(self.model)
             self.model = None
 

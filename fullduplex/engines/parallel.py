@@ -4,7 +4,7 @@ At the end of the user's turn both models get the same context at the same momen
 reply streams to speech at once (as in ``streaming``); the slow one thinks longer. When the slow
 reply arrives, ``decide`` compares it with what the fast one said and will say:
 
-- **keep**: they agree (word similarity >= ``KEEP_SIMILARITY``);
+- **keep**: they agree (word similarity >= ``ParallelConfig.keep_similarity``);
 - **too late**: the fast reply was over before the slow one came (the turn never waits for it);
 - **replace, unheard**: nothing has been played yet: the slow reply simply takes the fast one's place;
 - **amend**: the slow reply opens the way the spoken part did: continue with the slow reply's rest;
@@ -12,7 +12,7 @@ reply arrives, ``decide`` compares it with what the fast one said and will say:
   the slow reply, as a person correcting course.
 
 The history keeps what was actually spoken (fast pieces heard + slow pieces heard). A slow model
-that errors or overruns ``slow_timeout_s`` leaves the fast reply standing; the error is logged once.
+that errors or overruns ``ParallelConfig.slow_timeout_s`` leaves the fast reply standing; the error is logged once.
 """
 
 from __future__ import annotations
@@ -22,16 +22,13 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ..config import Config, ParallelConfig
 from ..textnorm import normalize
-from .base import Session
-from .cascade import StreamingAgent
+from .cascade import StreamingConversation
+from .stack import ModelStack
 from .talker import ThinkDone
 from .text_pieces import split_pieces
 from .workers import JobFailed, Worker
-
-KEEP_SIMILARITY = 0.5     # word-level similarity above which the slow reply adds nothing worth a change
-AMEND_SIMILARITY = 0.85   # the slow opening must say what was spoken (one changed word in four is a correction)
-CONNECTOR = "Actually,"
 
 
 @dataclass
@@ -49,40 +46,40 @@ def similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(a=wa, b=wb, autojunk=False).ratio()
 
 
-def decide(spoken: str, fast_so_far: str, slow: str) -> tuple[str, str]:
+def decide(spoken: str, fast_so_far: str, slow: str, cfg: ParallelConfig = ParallelConfig()) -> tuple[str, str]:
     """(decision, text to say next) for a slow reply that arrived while the fast one may be playing.
 
     ``spoken``: what the user has started hearing; ``fast_so_far``: everything the fast model wrote.
     """
     if not slow.strip():
         return "keep", ""
-    if similarity(fast_so_far, slow) >= KEEP_SIMILARITY:
+    if similarity(fast_so_far, slow) >= cfg.keep_similarity:
         return "keep", ""
     if not spoken:
         return "replace_unheard", slow
     pieces = split_pieces(slow)
     for k in range(1, len(pieces)):
-        if similarity(spoken, " ".join(pieces[:k])) >= AMEND_SIMILARITY:
+        if similarity(spoken, " ".join(pieces[:k])) >= cfg.amend_similarity:
             return "amend", " ".join(pieces[k:])
     body = slow.strip()
     if body[:1].isupper() and not body.startswith("I ") and not body.startswith("I'"):
         body = body[0].lower() + body[1:]
-    return "replace", f"{CONNECTOR} {body}"
+    return "replace", f"{cfg.connector} {body}"
 
 
-class ParallelAgent(StreamingAgent):
+class ParallelConversation(StreamingConversation):
     name = "parallel"
     description = "architecture 2: fast LLM answers at once (streaming TTS), a slow LLM thinks longer and may override"
-    slow_timeout_s = 12.0
 
-    def start(self, session: Session) -> None:
-        super().start(session)
+    @classmethod
+    def load(cls, models: ModelStack, cfg: Config) -> None:
+        super().load(models, cfg)
+        _ = models.slow_llm
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
         self.slow = Worker(f"{self.name}-slow", depth=1)
         self._slow_error_logged = False
-
-    def prepare(self) -> None:
-        super().prepare()
-        _ = self.models.slow_llm
 
     def _reset_reply(self) -> None:
         super()._reset_reply()
@@ -106,8 +103,8 @@ class ParallelAgent(StreamingAgent):
         pieces = []
         for token in self.models.slow_llm.stream(self.messages(user_text), cancel):
             pieces.append(token)
-            if time.monotonic() - started > self.slow_timeout_s:
-                raise TimeoutError(f"the slow model took over {self.slow_timeout_s:.0f} s")
+            if time.monotonic() - started > self.cfg.parallel.slow_timeout_s:
+                raise TimeoutError(f"the slow model took over {self.cfg.parallel.slow_timeout_s:.0f} s")
         text = "".join(pieces).strip()
         elapsed = time.monotonic() - started
         self.emit("slow.done", turn, text=text, elapsed_s=round(elapsed, 3))
@@ -132,7 +129,7 @@ class ParallelAgent(StreamingAgent):
         self._decided = True
         spoken = " ".join(self._spoken)
         fast = self._done.reply if self._done is not None else "".join(self._draft)
-        decision, text = decide(spoken, fast, slow.text)
+        decision, text = decide(spoken, fast, slow.text, self.cfg.parallel)
         self.emit("parallel.decision", slow.turn, decision=decision, similarity=round(similarity(fast, slow.text), 3),
                   heard_change=decision in ("amend", "replace"), spoken=spoken, slow=slow.text,
                   slow_elapsed_s=round(slow.elapsed_s, 3))
@@ -150,9 +147,4 @@ class ParallelAgent(StreamingAgent):
         return ThinkDone(turn, gen, user_text, text, pieces)
 
     def workers(self) -> list:
-        return super().workers() + ([self.slow] if hasattr(self, "slow") else [])
-
-    def close(self) -> None:
-        super().close()
-        if hasattr(self, "slow"):
-            self.slow.close()
+        return super().workers() + [self.slow]

@@ -1,7 +1,7 @@
-"""What every agent that hears with the VAD and speaks with the LLM and TTS shares, once.
+"""What every conversation that hears with the VAD and speaks with the LLM and TTS has, once.
 
-Per session: the VAD and its segmenter (the ears' first stage), the ``Voice`` (TTS to playback),
-the ``think`` worker (the LLM) and the conversation history. And the one way a reply is written:
+Per call: the VAD and its segmenter (the ears' first stage), the ``Voice`` (TTS to playback), the
+``think`` worker (the LLM) and the conversation history. And the one way a reply is written:
 ``generate`` streams the LLM, cuts its tokens into pieces and hands them to the voice as they
 complete (or the whole reply at the end, for the sequential baseline).
 """
@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 
 from ..models.vad import SpeechSegmenter
-from .base import Agent, Session
+from .base import Agent, Conversation
 from .text_pieces import TextPieces
 from .voice import Voice
 from .workers import Worker
@@ -29,15 +29,15 @@ class ThinkDone:
     pieces: int         # how many pieces went to speech
 
 
-class TalkingAgent(Agent):
+class TalkingConversation(Conversation):
     streaming = True       # pieces to TTS as they are written (False: the whole reply at once)
     first_clause = False   # let the first piece end at a clause boundary
 
-    def start(self, session: Session) -> None:
-        super().start(session)
+    def __init__(self, agent: Agent, *args) -> None:
+        super().__init__(agent, *args)
         self.vad = self.models.vad()
         self.segmenter = SpeechSegmenter(self.cfg.vad)
-        self.voice = Voice(self.name, lambda: self.models.tts, self.emit, self.cfg.runtime.max_reply_s)
+        self.voice = Voice(self.name, self.models.tts, self.emit, self.cfg.runtime.max_reply_s)
         self.playback = self.voice.playback
         self.think = Worker(f"{self.name}-think", depth=1)
         self.history: list[dict] = []
@@ -73,9 +73,4 @@ class TalkingAgent(Agent):
         return ThinkDone(turn, gen, user_text, reply, pieces)
 
     def workers(self) -> list:
-        return [self.think, self.voice.speak] if hasattr(self, "think") else []
-
-    def close(self) -> None:
-        if hasattr(self, "think"):
-            self.think.close()
-            self.voice.close()
+        return [self.think, self.voice.speak]

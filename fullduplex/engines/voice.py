@@ -34,8 +34,8 @@ class Piece:
 
 
 class Voice:
-    def __init__(self, name: str, tts: Callable[[], Any], emit: Callable[..., Any], max_reply_s: float) -> None:
-        self._tts = tts                  # called lazily: the shared TTS model
+    def __init__(self, name: str, tts: Any, emit: Callable[..., Any], max_reply_s: float) -> None:
+        self._tts = tts                  # the shared TTS model (loaded by the agent)
         self._emit = emit
         self.speak = Worker(f"{name}-speak", depth=SPEAK_DEPTH)
         self.playback = Playback(max_reply_s)
@@ -54,7 +54,7 @@ class Voice:
         if piece.gen != self.gen:
             return None  # superseded before we got to it: do not spend the CPU
         chunks = []
-        for chunk in self._tts().synthesize(piece.text):
+        for chunk in self._tts.synthesize(piece.text):
             if piece.index == 0 and not chunks:
                 self._emit("tts.first_audio", piece.turn)
             chunks.append(chunk)
@@ -83,6 +83,3 @@ class Voice:
     def frame(self, n: int) -> tuple[np.ndarray, list[Any]]:
         out = self.playback.next_frame(n)
         return out, self.playback.take_started()
-
-    def close(self) -> None:
-        self.speak.close()

@@ -54,6 +54,11 @@ class Worker:
         self.max_depth_seen = max(self.max_depth_seen, self._jobs.qsize())
         return True
 
+    @property
+    def running(self) -> bool:
+        """The thread is still alive (after ``close()``: a job is stuck and did not stop in time)."""
+        return self._thread.is_alive()
+
     def stats(self) -> dict:
         return {"depth": self.depth, "max_depth": self.max_depth_seen, "refused": self.refused}
 

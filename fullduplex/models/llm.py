@@ -55,7 +55,7 @@ EMBEDDED_GGUF = ("smollm2", "qwen2.5-coder-1.5b")
 class LlamaCppLlm(LanguageModel):
     def __init__(self, cfg: LlmConfig) -> None:
         # llama.cpp's OpenMP threads spin while waiting; passive waiting keeps them off the cores the
-        # ONNX models need (DESIGN.md: 10-45 s stalls otherwise).
+        # ONNX models need (measured on 2 cores: 10-45 s stalls for 28 tokens otherwise).
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         llama_cpp = require("llama_cpp", "llama-cpp-python", "The embedded LLM")
         if cfg.backend == "gguf":

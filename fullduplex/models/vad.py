@@ -8,7 +8,9 @@ Both are cheap (~0.1 ms a chunk) and run inline on the audio path.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -87,3 +89,23 @@ class SpeechSegmenter:
     @property
     def last_speech_end(self) -> float:
         return self._last_speech_end
+
+
+# -- scoring against hand labels (tests and benchmarks) ---------------------------------------------
+
+def read_scv(path: str | os.PathLike) -> list[tuple[float, float]]:
+    """The speech spans in a ten-vad hand-label file (``name,start,end,label,...``; label 1 is speech)."""
+    fields = Path(path).read_text().strip().split(",")[1:]
+    spans = [tuple(fields[i:i + 3]) for i in range(0, len(fields), 3)]
+    return [(float(s), float(e)) for s, e, label in spans if label == "1"]
+
+
+def frame_accuracy(clip: np.ndarray, labels: list[tuple[float, float]]) -> float:
+    """Share of 32 ms chunks where VAD (p >= 0.5) agrees with the hand label at the chunk centre."""
+    vad = SileroVad()
+    probs = np.array(vad.push(clip))
+    centres = (np.arange(len(probs)) + 0.5) * CHUNK_S
+    truth = np.zeros(len(probs), bool)
+    for start, end in labels:
+        truth |= (centres >= start) & (centres < end)
+    return float(np.mean((probs >= 0.5) == truth))

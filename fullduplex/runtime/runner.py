@@ -1,25 +1,23 @@
-"""Run an agent over a user stream, frame by frame, in real time.
+"""Run an agent over a recording of the user, frame by frame, in real time (or on a virtual clock).
 
-Frame ``i`` is handed to the agent when the clock reaches ``i * frame``. The frame the agent returns
-is what it plays *next*: it is recorded one frame later on the timeline, as a real device would play
-it (the agent cannot answer audio it has not yet received). If a step overruns, later frames are fed late (the
-clock does not wait), and the run reports it: ``late_frames`` and the p99 step time say whether
-the agent kept real time.
+One call of the agent, driven by ``drive`` from the recording and into a ``Recorder``. ``RunResult``
+says what happened and whether the agent kept real time: ``late_frames``, the p99 step time, the CPU
+per second of audio and every worker queue's bound, deepest fill and refused jobs.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..audio.clock import Clock, RealClock
-from ..audio.frames import as_frame, frame_samples, seconds
+from ..audio.frames import seconds
 from ..audio.recorder import Recorder
-from ..engines.base import Agent, Session
-from ..events import Event, EventLog
+from ..engines.base import Agent
+from ..events import Event
+from .drive import DriveStats, drive
 
 
 @dataclass
@@ -49,40 +47,36 @@ class RunResult:
         return self.cpu_s / self.duration_s if self.duration_s else 0.0
 
 
-def run_agent(agent: Agent, user_audio: np.ndarray, frame_ms: int, clock: Clock | None = None,
-              progress: bool = False) -> RunResult:
-    clock = clock or RealClock()
-    n = frame_samples(frame_ms)
-    frame_s = seconds(n)
-    n_frames = -(-len(user_audio) // n)
-    events = EventLog()
+class ArraySource:
+    """The user's stream from a recording in memory; ``progress`` shows the position on a terminal."""
+
+    def __init__(self, audio: np.ndarray, progress: bool = False) -> None:
+        self.audio = audio
+        self.pos = 0
+        self.show = progress and sys.stderr.isatty()
+
+    def read(self, n: int) -> np.ndarray | None:
+        if self.pos >= len(self.audio):
+            if self.show:
+                print("\r" + " " * 30 + "\r", end="", file=sys.stderr, flush=True)
+            return None
+        frame = self.audio[self.pos:self.pos + n]
+        if self.show and (self.pos // n) % 50 == 0:
+            print(f"\r  {seconds(self.pos):6.1f} / {seconds(len(self.audio)):.1f} s", end="", file=sys.stderr, flush=True)
+        self.pos += n
+        return frame
+
+    def discard(self, n: int) -> None:
+        self.pos += n
+
+
+def run_agent(agent: Agent, user_audio: np.ndarray, clock: Clock | None = None, progress: bool = False) -> RunResult:
+    """One conversation of ``agent`` over ``user_audio`` (prepared first, before the clock starts)."""
+    conversation = agent.conversation(clock=clock or RealClock())
+    if hasattr(conversation.clock, "watch"):   # a test's settled clock waits for this call's workers
+        conversation.clock.watch(conversation)
     recorder = Recorder()
-    step_ms: list[float] = []
-    late = 0
-    show = progress and sys.stderr.isatty()
-    agent.start(Session(clock=clock, events=events, frame_samples=n))
-    clock.restart()
-    playing = np.zeros(n, np.float32)   # the agent's frame for the current span: returned one step ago
-    cpu0 = time.process_time()
-    try:
-        for i in range(n_frames):
-            t = i * frame_s
-            clock.sleep_until(t)
-            if clock.now() > t + frame_s:
-                late += 1
-            frame = as_frame(user_audio[i * n:(i + 1) * n], n)
-            w0 = time.perf_counter()
-            out = as_frame(agent.step(frame, t), n)
-            step_ms.append((time.perf_counter() - w0) * 1000)
-            recorder.add(frame, playing)
-            playing = out
-            if show and i % max(1, int(1 / frame_s)) == 0:
-                print(f"\r  {t:6.1f} / {n_frames * frame_s:.1f} s", end="", file=sys.stderr, flush=True)
-        clock.sleep_until(n_frames * frame_s)
-    finally:
-        agent.close()
-        if show:
-            print("\r" + " " * 30 + "\r", end="", file=sys.stderr, flush=True)
-    return RunResult(events=events.snapshot(), recorder=recorder, duration_s=n_frames * frame_s,
-                     step_ms=step_ms, late_frames=late, cpu_s=time.process_time() - cpu0,
-                     queues={w.name: w.stats() for w in agent.workers()})
+    stats: DriveStats = drive(conversation, ArraySource(user_audio, progress), recorder, conversation.clock)
+    return RunResult(events=conversation.events.snapshot(), recorder=recorder, duration_s=stats.duration_s,
+                     step_ms=list(stats.step_ms), late_frames=stats.late_frames, cpu_s=stats.cpu_s,
+                     queues={w.name: w.stats() for w in conversation.workers()})

@@ -33,8 +33,7 @@ def simulate(cfg: Config, agent_name: str, input_path: str | Path, out_dir: str 
     audio, info = read_user_audio(input_path, channel)       # bad input fails before anything loads
     models = models or ModelStack(cfg)
     agent = make_agent(agent_name, models, cfg)
-    agent.prepare()
     user = with_tail(audio, cfg.runtime.tail_s)
-    result = run_agent(agent, user, cfg.runtime.frame_ms, progress=progress)
+    result = run_agent(agent, user, progress=progress)
     paths = result.recorder.write(out_dir, result.events)
     return Simulation(info, cfg.runtime.tail_s, result, breakdown(result.events), paths)

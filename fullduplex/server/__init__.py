@@ -1,9 +1,10 @@
-"""Serving agents: ``fullduplex serve`` (WebSocket on Moshi's protocol + the web client in ``static/``),
-the protocol client the bench and tests use, and ``fullduplex talk`` (local microphone and speakers).
+"""Serving agents: ``fullduplex serve`` (WebSocket on Moshi's protocol + the web client in ``static/``)
+and the protocol client the bench and tests use. (``fullduplex talk`` lives in ``runtime/talk.py``.)
 
 - ``protocol.py``: message kinds and framing; ``ogg.py``: checking the client's Ogg/Opus stream;
 - ``session.py``: one connection = one session (own agent, clock, codec state, bounded queues, a thread);
-- ``app.py``: aiohttp routes, access control, capacity, graceful shutdown; ``config.py``: every bound;
-- ``record.py``: recordings written as they happen; ``client.py``: a Python client of the protocol;
-- ``talk.py``: PortAudio.
+- ``app.py``: aiohttp routes, capacity, graceful shutdown, ``serve``; ``access.py``: token, Origin and Host checks;
+- ``connection.py``: one WebSocket's life and the state connections share; ``config.py``: every bound;
+- ``testserver.py``: the server on an ephemeral port in a thread (tests, benchmarks);
+- ``client.py``: a Python client of the protocol (recordings are written by ``audio/live_recording.py``).
 """

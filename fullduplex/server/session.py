@@ -1,20 +1,20 @@
-"""One connection = one session: its own agent instance, its own clock, its own codec state.
+"""One connection = one session: its own conversation on the shared agent, its own clock and codec state.
 
 Threads and queues (every queue bounded, every depth measured):
 
     event loop                         session thread (one per connection)          agent workers
     ----------                         -----------------------------------          -------------
-    Opus -> 16 kHz --push--> InputBuffer --take(frame)--> agent.step() ----------> (STT, LLM, TTS)
+    Opus -> 16 kHz --push--> InputBuffer --read(frame)--> conversation.step() ---> (STT, LLM, TTS)
                              (jitter_s .. max_input_s)        |  events <------------------'
     send loop <--drain-- Outbox <--- Ogg/Opus, text, metadata -'
                          (max_output_s of audio, max_events others)
 
-The session thread keeps the conversation clock: it hands the agent one frame every ``frame_ms``
-whatever the client does. A client that sends too slowly leaves the buffer empty and the agent hears
-silence (counted as underruns); one that sends too fast overflows it and the oldest audio is dropped
-(counted). Agent audio that the client has not taken within ``max_output_s`` is not encoded at all
-(counted), so the Ogg stream stays valid and latency stays bounded; a client that reads nothing for
-``write_stall_s`` is disconnected. A session that falls behind its clock by ``max_lag_s`` (CPU
+The session thread runs ``runtime.drive`` with the session as its source (the input buffer) and its
+sink (recording, events, Opus): one frame every ``frame_ms`` whatever the client does. A client that
+sends too slowly leaves the buffer empty and the agent hears silence (counted as underruns); one that
+sends too fast overflows it and the oldest audio is dropped (counted). Agent audio that the client has
+not taken within ``max_output_s`` is not encoded at all (counted), so the Ogg stream stays valid and
+latency stays bounded; a client that reads nothing for ``write_stall_s`` is disconnected. A session that falls behind its clock by ``max_lag_s`` (CPU
 overload) skips ahead rather than answering ever later.
 """
 
@@ -24,42 +24,24 @@ import threading
 import time
 import traceback
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
 import sphn
 
 from ..audio.clock import RealClock
-from ..audio.frames import SAMPLE_RATE, as_frame, frame_samples, pop_samples, seconds, silence
+from ..audio.frames import SAMPLE_RATE, pop_samples, seconds, silence
 from ..audio.resample import StreamResampler
-from ..engines.base import Agent, Session
-from ..events import Event, EventLog
+from ..engines.base import Agent
+from ..events import Event, ForwardingEventLog
+from ..runtime.drive import DriveStats, drive
 from ..runtime.latency import breakdown
 from . import protocol
 from .config import ServerConfig
-from .record import SessionRecording
+from ..audio.live_recording import SessionRecording
 
 OPUS_FRAME = protocol.SAMPLE_RATE * 20 // 1000     # the encoder takes 20 ms frames at 24 kHz
-
-
-class ForwardingEventLog(EventLog):
-    """An ``EventLog`` that also keeps the events not yet forwarded to the client and the recording."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._fresh: deque[Event] = deque()
-
-    def add(self, event: Event) -> Event:
-        super().add(event)
-        self._fresh.append(event)
-        return event
-
-    def take_fresh(self) -> list[Event]:
-        out = []
-        while self._fresh:
-            out.append(self._fresh.popleft())
-        return out
 
 
 class InputBuffer:
@@ -173,42 +155,39 @@ class Outbox:
 
 @dataclass
 class SessionStats:
-    frames: int = 0
-    late_frames: int = 0           # ticks handled more than one frame after their time
-    skipped_frames: int = 0        # ticks skipped to catch up with the clock (CPU overload)
+    """What the network side counts; the frame loop's own counters are ``DriveStats``."""
     underrun_frames: int = 0       # ticks with no user audio in time (client too slow, or jitter)
     dropped_input_frames: int = 0  # user audio dropped: the client sent faster than real time
     dropped_output_frames: int = 0  # agent audio not sent: the client did not read it in time
     dropped_events: int = 0        # timeline messages dropped (outbox full)
     max_input_s: float = 0.0
     max_output_backlog_s: float = 0.0
-    step_ms: list[float] = field(default_factory=list, repr=False)
 
-    def summary(self) -> dict:
-        d = asdict(self)
-        steps = d.pop("step_ms")
-        d["step_p50_ms"] = round(float(np.percentile(steps, 50)), 3) if steps else 0.0
-        d["step_p99_ms"] = round(float(np.percentile(steps, 99)), 3) if steps else 0.0
+    def summary(self, loop: DriveStats) -> dict:
+        d = {"frames": loop.frames, "late_frames": loop.late_frames, "skipped_frames": loop.skipped_frames,
+             **asdict(self)}
+        d["step_p50_ms"] = round(loop.step_percentile(50), 3)
+        d["step_p99_ms"] = round(loop.step_percentile(99), 3)
         d["max_input_s"] = round(d["max_input_s"], 3)
         d["max_output_backlog_s"] = round(d["max_output_backlog_s"], 3)
         return d
 
 
 class ChatSession:
-    def __init__(self, sid: str, agent: Agent, agent_name: str, frame_ms: int, cfg: ServerConfig,
+    def __init__(self, sid: str, agent: Agent, cfg: ServerConfig,
                  notify: Callable[[], None], on_end: Callable[[], None],
                  recording: SessionRecording | None = None, send_metadata: bool = True) -> None:
         self.id = sid
-        self.agent = agent
-        self.agent_name = agent_name
+        self.agent_name = agent.name
         self.cfg = cfg
-        self.n = frame_samples(frame_ms)
-        self.frame_ms = frame_ms
         self.clock = RealClock()
         self.events = ForwardingEventLog()
+        self.conversation = agent.conversation(clock=self.clock, events=self.events)   # the agent is prepared
+        self.n = self.conversation.frame_samples
         self.inbox = InputBuffer(cfg.jitter_s, cfg.max_input_s)
         self.outbox = Outbox(cfg.max_events, notify)
         self.stats = SessionStats()
+        self.loop = DriveStats()
         self.recording = recording
         self.send_metadata = send_metadata
         self.backlog_probe: Callable[[], int] = lambda: 0   # bytes written but not yet delivered (socket)
@@ -227,13 +206,11 @@ class ChatSession:
         self._stall_since: float | None = None
         self._last_stats = 0.0
         self._text_started = False
-        self._playing = np.zeros(self.n, np.float32)   # recorded one frame after step() returns it (runner.py)
+        self._playing = np.zeros(self.n, np.float32)   # recorded one frame after step() returns it (as Recorder does)
 
     # -- lifecycle (called from the event loop, through threads where it may block) ------------------
     def start(self) -> None:
-        """Start the agent and the clock; the caller sends the handshake right after."""
-        self.agent.start(Session(clock=self.clock, events=self.events, frame_samples=self.n))
-        self.clock.restart()
+        """Start the session thread (and with it the clock); the caller sends the handshake right after."""
         self._thread.start()
 
     def push_audio(self, pcm16k: np.ndarray) -> None:
@@ -257,37 +234,21 @@ class ChatSession:
     def info(self) -> dict:
         return {"session": self.id, "agent": self.agent_name, "started": self.started,
                 "t": round(self.clock.now(), 3), "input_buffer_s": round(self.inbox.depth_s, 3),
-                "outbox": len(self.outbox), "ended": self.ended_reason or None, **self.stats.summary(),
+                "outbox": len(self.outbox), "ended": self.ended_reason or None, **self.summary(),
                 "queues": self._queues()}
 
-    def _queues(self) -> dict:
-        """The agent's worker queues: bound, deepest seen, submits refused."""
-        return {w.name: w.stats() for w in self.agent.workers()}
+    def summary(self) -> dict:
+        return self.stats.summary(self.loop)
 
-    # -- the session thread --------------------------------------------------------------------------
+    def _queues(self) -> dict:
+        """The conversation's worker queues: bound, deepest seen, submits refused."""
+        return {w.name: w.stats() for w in self.conversation.workers()}
+
+    # -- the session thread: runtime.drive with this session as its source and sink -------------------
     def _run(self) -> None:
-        frame_s = seconds(self.n)
-        i = 0
         try:
-            while not self._stop.is_set():
-                t = i * frame_s
-                delay = t - self.clock.now()
-                if delay > 0 and self._stop.wait(delay):
-                    break
-                lag = self.clock.now() - t
-                if lag > self.cfg.max_lag_s:           # overloaded: jump to now instead of answering ever later
-                    skip = int(lag / frame_s)
-                    self.stats.skipped_frames += skip
-                    self.inbox.discard(skip * self.n)
-                    if self.recording:
-                        gap = silence(skip * self.n)
-                        self.recording.add(gap, gap)
-                    i += skip
-                    continue
-                if lag > frame_s:
-                    self.stats.late_frames += 1
-                self._tick(t)
-                i += 1
+            drive(self.conversation, self, self, self.clock, stop=self._stop, max_lag_s=self.cfg.max_lag_s,
+                  stats=self.loop, keep_steps=6000)   # the last two minutes of step times, for the percentiles
             self.ended_reason = self.ended_reason or "stopped"
         except Exception as e:   # the agent failed: this session ends, the server goes on
             self.failure = ("internal", f"the agent failed: {e}")
@@ -295,33 +256,36 @@ class ChatSession:
             self.events.add(Event(self.clock.now(), "error", None,
                                   {"where": "session", "message": str(e), "traceback": traceback.format_exc(limit=6)}))
         finally:
+            self._forward_events()
+            if self.recording:
+                self.recording.close({"agent": self.agent_name, "reason": self.ended_reason,
+                                      **self.summary(), "queues": self._queues()})
             try:
-                self.agent.close()
-            finally:
-                self._forward_events()
-                if self.recording:
-                    self.recording.close({"agent": self.agent_name, "reason": self.ended_reason,
-                                          **self.stats.summary(), "queues": self._queues()})
-                try:
-                    self._on_end()
-                except RuntimeError:   # the event loop is already gone (process shutdown)
-                    pass
+                self._on_end()
+            except RuntimeError:   # the event loop is already gone (process shutdown)
+                pass
 
-    def _tick(self, t: float) -> None:
-        frame = self.inbox.take(self.n)
+    def read(self, n: int) -> np.ndarray:
+        """Source: the next frame of the user's audio, silence when the client's audio is not there in time."""
+        frame = self.inbox.take(n)
         if frame is None:
             if self.inbox.received:
                 self.stats.underrun_frames += 1
-            frame = silence(self.n)
+            frame = silence(n)
         self.stats.max_input_s = max(self.stats.max_input_s, self.inbox.depth_s)
-        w0 = time.perf_counter()
-        out = as_frame(self.agent.step(frame, t), self.n)
-        self.stats.step_ms.append((time.perf_counter() - w0) * 1000)
-        if len(self.stats.step_ms) > 6000:          # keep the last two minutes for the percentiles
-            del self.stats.step_ms[:3000]
-        self.stats.frames += 1
-        if self.recording:   # the frame step() returns plays during the next span, as in runtime/runner.py
-            self.recording.add(frame, self._playing)
+        return frame
+
+    def discard(self, n: int) -> None:
+        self.inbox.discard(n)
+
+    def gap(self, n: int) -> None:
+        if self.recording:
+            self.recording.add(silence(n), silence(n))
+
+    def frame(self, t: float, user: np.ndarray, out: np.ndarray) -> None:
+        """Sink: record, forward the new events, encode and queue the agent's frame, a stats message a second."""
+        if self.recording:   # the frame step() returns plays during the next span, as Recorder.frame does
+            self.recording.add(user, self._playing)
         self._playing = out
         self._forward_events()
         self._send_audio(out)

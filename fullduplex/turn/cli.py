@@ -12,7 +12,8 @@ def cmd_turn_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .features import DEFAULT_GROUPS, GROUPS
-    from .train import DEFAULT_MODEL, FAST_MODEL, TrainConfig, train
+    from .model import DEFAULT_MODEL, FAST_MODEL
+    from .train import TrainConfig, train
 
     groups = tuple(g.strip() for g in args.groups.split(",") if g.strip()) if args.groups else \
         tuple(g for g in DEFAULT_GROUPS if not (args.fast and g == "smart_turn"))

@@ -15,8 +15,12 @@ Each detector gets the audio up to now and says "done" at some silence duration 
 - silence T: fires at T.
 - Smart Turn v3.2 as Pipecat runs it: once, at 0.2 s of silence; done if P > 0.5 (answer ready
   after its compute time), else the 3 s fallback.
-- ours: P(done) on a 20 ms grid from 0.2 s (Smart Turn's answer joins once it is computed); done at
-  the model's threshold, or the 2 s fallback.
+- ours (threshold): P(done) on a 20 ms grid from 0.2 s (Smart Turn's answer joins once it is
+  computed); done at the model's training threshold, or the 2 s fallback.
+- the agent's floor rule: the same P(done) curve replayed through ``turn/floor.py`` — the schedule and
+  the rule (silence >= 0.2 s + 1.6 s * (1 - P)^2) the duplex and predictive conversations run live, so
+  this row is when the agent would take the floor (with instant models; ``tests/test_floor_replay.py``
+  checks that the live conversation decides the same on every dev pause).
 
 Scores (``scoring.py``): false cut-offs, shifts detected within ``window_s`` (1 s), balanced accuracy,
 mean delay over the shifts (compute time and fallbacks included), and separation (does it fire
@@ -37,13 +41,18 @@ import numpy as np
 
 from ..audio.frames import SAMPLE_RATE
 from ..errors import UserError
-from .data import DataConfig, build_clips, compute_signals, default_shared_dir, render_vap, vap_rows
+from .clips import build_clips
+from ..config import DuplexConfig
+from .dataset import DataConfig, default_shared_dir
+from .event_signals import compute_signals
+from .floor import FloorRule
 from .features import SMART_TURN_AT_S, pause_signals
 from .gbm import Trees
 from .labels import Pause, conversation_pauses, read_audio, vad_segments
 from .scoring import auc, score, score_with_ci
 from .train import (DEFAULT_CACHE, MAX_SILENCE_S, TrainConfig, choose_threshold, fire_times, fit_trees,
                     out_of_fold_curves, probability_curves, training_events)
+from .vap import render_vap, vap_rows
 
 SR = SAMPLE_RATE
 SILENCE_THRESHOLDS = (0.3, 0.5, 0.7, 1.0)
@@ -110,12 +119,13 @@ def eval_signals(pauses: list[Pause], audio: dict[str, np.ndarray], cache: Path,
         return saved["costs"]
     from ..config import SttConfig
     from ..models.stt import load_stt
-    from .signals import SmartTurn, prosody
+    from ..models.smart_turn import SmartTurn
+    from .signals import prosody
     stt = load_stt(SttConfig())
     smart = SmartTurn()
     lm = None
     if llm:
-        from .signals import LlmEndOfUtterance
+        from ..models.llm_eou import LlmEndOfUtterance
         lm = LlmEndOfUtterance()
     costs = {"smart_turn_ms": [], "prosody_ms": [], "stt_ms": [], "llm_ms": []}
     t0 = time.time()
@@ -159,6 +169,12 @@ def model_fire(trees: Trees, threshold: float, pauses: list[Pause], latency_s: f
                max_silence_s: float = MAX_SILENCE_S) -> np.ndarray:
     grid, curves = probability_curves(trees, pauses, latency_s=latency_s)
     return fire_times(curves, grid, threshold, max_silence_s)
+
+
+def floor_rule_fire(grid: np.ndarray, curves: np.ndarray, rule: FloorRule | None = None) -> np.ndarray:
+    """When the agent's floor rule takes the floor in each pause, given its P(done)-by-silence curve."""
+    rule = rule or FloorRule(DuplexConfig())
+    return np.array([rule.replay(lambda s, c=curve: float(np.interp(s, grid, c))) for curve in curves])
 
 
 def vap_folds(pauses: list[Pause], holdout: tuple[str, ...], folds: int = 3) -> list[tuple[str, ...]]:
@@ -280,13 +296,15 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] = lambda m: None) 
         rows["Smart Turn v3.2 (Pipecat: 0.2 s, else 3 s)"] = score_with_ci(smart_turn_fire(ps, st_latency), ps,
                                                                           cfg.window_s)
         if set_name == "vap":
-            fire = vap_cross_validated(trainer(tuple(spec["groups"]), predictor.trees), predictor.threshold, ps,
-                                       st_latency, holdout, predictor.max_silence_s)
+            grid, curves = vap_cross_validated_curves(trainer(tuple(spec["groups"]), predictor.trees), ps,
+                                                      st_latency, holdout)
             label = f"ours v{predictor.version} (cross-validated by phrase)"
         else:
-            fire = model_fire(predictor.trees, predictor.threshold, ps, st_latency, predictor.max_silence_s)
+            grid, curves = probability_curves(predictor.trees, ps, latency_s=st_latency)
             label = f"ours v{predictor.version}"
-        rows[label] = score_with_ci(fire, ps, cfg.window_s)
+        rows[f"{label}, threshold {predictor.threshold:.2f}"] = score_with_ci(
+            fire_times(curves, grid, predictor.threshold, predictor.max_silence_s), ps, cfg.window_s)
+        rows[f"{label}, the agent's floor rule"] = score_with_ci(floor_rule_fire(grid, curves), ps, cfg.window_s)
         results["sets"][set_name] = rows
     held_vap = [p for p in sets["vap"] if p.group in holdout]
     results["vap_heldout_auc"] = vap_separation(predictor.trees, held_vap, latency_s=st_latency) if held_vap else None

@@ -8,7 +8,8 @@ costs ~3 ms (pitch tracking over 2 s). With the default model, the first call wi
 cores are busy; ``last_smart_turn_ms`` says what it cost); the fast model
 (``TurnPredictor.load(fast=True)``) never does. Pass ``smart_turn=`` to supply it from a worker.
 
-One predictor per conversation: the per-pause cache is not shared between threads.
+One predictor per conversation (``for_conversation()``: shared trees and Smart Turn, its own per-pause
+cache): the cache is not shared between threads.
 
 ``audio_tail``: 16 kHz mono float32 ending now, holding the pause so far and the speech before it:
 at least 2 s + ``silence_s``, and 8 s + ``silence_s`` for Smart Turn's full window.
@@ -17,6 +18,7 @@ at least 2 s + ``silence_s``, and 8 s + ``silence_s`` for Smart Turn's full wind
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -31,12 +33,16 @@ from .features import pause_signals, vector
 from .gbm import Trees
 from .signals import NAN, audio_key, text_markers
 
+MODEL_FORMAT = "fullduplex-turn-model"
+DATA_DIR = Path(__file__).parent / "data"
+DEFAULT_MODEL = DATA_DIR / "turn.json"         # the committed model
+FAST_MODEL = DATA_DIR / "turn-fast.json"       # the committed model without Smart Turn
 _CACHE = 16
 
 
 class TurnPredictor:
     def __init__(self, spec: dict, path: Path | None = None, smart_turn=None, llm=None) -> None:
-        if spec.get("format") != "fullduplex-turn-model":
+        if spec.get("format") != MODEL_FORMAT:
             raise UserError(f"{path or 'the model'} is not a fullduplex turn model (format {spec.get('format')!r})")
         self.spec = spec
         self.path = path
@@ -59,7 +65,6 @@ class TurnPredictor:
     def load(cls, path: str | Path | None = None, fast: bool = False, smart_turn=None) -> "TurnPredictor":
         """The committed model (``fullduplex/turn/data/turn.json``; ``fast=True``: ``turn-fast.json``,
         no Smart Turn), or a model file written by ``fullduplex turn train``."""
-        from .train import DEFAULT_MODEL, FAST_MODEL
         p = Path(path) if path else (FAST_MODEL if fast else DEFAULT_MODEL)
         if not p.exists():
             raise UserError(f"no turn model at {p}; run `fullduplex turn train --out {p}`")
@@ -69,15 +74,20 @@ class TurnPredictor:
             raise UserError(f"{p} is not a readable turn model ({e}); retrain it with `fullduplex turn train`") from None
         return cls(spec, p, smart_turn=smart_turn)
 
-    @classmethod
-    def from_config(cls, cfg) -> "TurnPredictor":
-        """From a ``fullduplex.config.TurnModelConfig``."""
-        predictor = cls.load(cfg.model_path, fast=cfg.fast)
-        if cfg.threshold is not None:
-            if not 0 < cfg.threshold < 1:
-                raise UserError(f"the turn model threshold must be between 0 and 1, not {cfg.threshold}")
-            predictor.threshold = float(cfg.threshold)
-        return predictor
+    def for_conversation(self) -> "TurnPredictor":
+        """A view for one conversation: the same trees and Smart Turn session, its own per-pause cache
+        (the cache is not shared between threads)."""
+        twin = copy.copy(self)
+        twin._pauses = OrderedDict()
+        twin.last_smart_turn_ms = None
+        return twin
+
+    def warm(self) -> None:
+        """Load what the first pause would otherwise load (Smart Turn's session) and run one prediction."""
+        if self.uses_smart_turn:
+            self._smart()
+        tail = np.zeros(int(3 * SAMPLE_RATE), np.float32)
+        self.for_conversation().predict(tail, "hello.", max(0.3, self.smart_turn_at_s))
 
     def describe(self) -> str:
         t = self.spec.get("training", {})
@@ -91,7 +101,7 @@ class TurnPredictor:
     # -- signals -------------------------------------------------------------------------------------
     def _smart(self):
         if self._smart_turn is None:
-            from .signals import shared_smart_turn
+            from ..models.smart_turn import shared_smart_turn
             self._smart_turn = shared_smart_turn()
         return self._smart_turn
 
@@ -123,7 +133,7 @@ class TurnPredictor:
         out.update(text_markers(transcript))
         if self.uses_llm:
             if self._llm is None:
-                from .signals import LlmEndOfUtterance
+                from ..models.llm_eou import LlmEndOfUtterance
                 self._llm = LlmEndOfUtterance()
             out["llm_eou"] = self._llm.probability(transcript)
         return out

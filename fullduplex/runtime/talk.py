@@ -1,7 +1,8 @@
 """``fullduplex talk``: an agent on this machine's microphone and speakers (PortAudio, via sounddevice).
 
-The microphone is the clock: every 20 ms block it delivers becomes one user frame, stepped on this
-thread (never in the audio callbacks). Agent audio goes to the speakers through a bounded buffer;
+The microphone paces the loop: ``runtime.drive`` reads each 20 ms frame from it (``Microphone``, a
+source that waits for the device) and steps the conversation on this thread, never in the audio
+callbacks. Agent audio goes to the speakers through a bounded buffer (``Speakers``, the sink);
 PortAudio callbacks only copy. Use headphones, or the agent hears itself: there is no echo canceller
 here (the browser client has the browser's).
 """
@@ -18,15 +19,14 @@ from typing import Any, Callable
 import numpy as np
 
 from ..audio.clock import RealClock
-from ..audio.frames import SAMPLE_RATE, frame_samples, pop_samples, seconds
+from ..audio.frames import SAMPLE_RATE, pop_samples
 from ..audio.resample import StreamResampler
+from ..audio.live_recording import SessionRecording
 from ..config import Config
 from ..engines import ModelStack, make_agent
-from ..engines.base import Session
 from ..errors import UserError
-from ..events import Event
-from .record import SessionRecording
-from .session import ForwardingEventLog
+from ..events import Event, ForwardingEventLog
+from .drive import DriveStats, drive
 
 MAX_SPEAKER_S = 1.0     # agent audio waiting for the speakers beyond this is dropped
 
@@ -63,7 +63,7 @@ def pick_devices(sd: Any, input_device: str | int | None, output_device: str | i
     return found[0], found[1]
 
 
-class _Speaker:
+class _SpeakerBuffer:
     """Agent audio for the output callback: a bounded buffer, silence when empty."""
 
     def __init__(self, rate: int) -> None:
@@ -88,6 +88,69 @@ class _Speaker:
         return out
 
 
+class Microphone:
+    """Source: 16 kHz frames from the device's blocks (a bounded queue filled by the input callback)."""
+
+    def __init__(self, rate: int, stop: threading.Event, limit_s: float | None) -> None:
+        self.blocks: queue.Queue[np.ndarray] = queue.Queue(maxsize=50)     # 1 s of 20 ms blocks
+        self.dropped_blocks = 0
+        self._down = StreamResampler(rate, SAMPLE_RATE)
+        self._pending = np.zeros(0, np.float32)
+        self._stop = stop
+        self._left = None if limit_s is None else int(limit_s * SAMPLE_RATE)
+
+    def callback(self, indata, _frames, _time, _status) -> None:
+        try:
+            self.blocks.put_nowait(indata[:, 0].copy())
+        except queue.Full:
+            self.dropped_blocks += 1
+
+    def read(self, n: int) -> np.ndarray | None:
+        while len(self._pending) < n:
+            if self._stop.is_set() or (self._left is not None and self._left <= 0):
+                return None
+            try:
+                block = self.blocks.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self._pending = np.concatenate([self._pending, self._down.push(block)])
+        frame, self._pending = self._pending[:n], self._pending[n:]
+        if self._left is not None:
+            self._left -= n
+        return frame
+
+    def discard(self, n: int) -> None:
+        self._pending = self._pending[n:]
+
+
+class Speakers:
+    """Sink: the agent's frames to the output device; the recording and the console see both streams."""
+
+    def __init__(self, rate: int, events: ForwardingEventLog, recording: SessionRecording | None,
+                 show: Callable[[str], None]) -> None:
+        self.buffer = _SpeakerBuffer(rate)
+        self._up = StreamResampler(SAMPLE_RATE, rate)
+        self._events, self._recording, self._show = events, recording, show
+        self._playing: np.ndarray | None = None   # recorded one frame after step() returns it, as Recorder does
+        self._turn_ends: dict[int, float] = {}
+
+    def callback(self, outdata, frames, _time, _status) -> None:
+        outdata[:, 0] = self.buffer.pull(frames)
+
+    def frame(self, t: float, user: np.ndarray, out: np.ndarray) -> None:
+        self.buffer.push(self._up.push(out))
+        fresh = self._events.take_fresh()
+        if self._recording:
+            self._recording.add(user, self._playing if self._playing is not None else np.zeros_like(user))
+            self._recording.add_events(fresh)
+        self._playing = out
+        for e in fresh:
+            _show_event(e, self._turn_ends, self._show)
+
+    def gap(self, n: int) -> None:
+        pass
+
+
 def talk(agent_name: str, cfg: Config, input_device: str | int | None = None, output_device: str | int | None = None,
          record_dir: str | None = None, seconds_limit: float | None = None, sd: Any = None,
          show: Callable[[str], None] = print, stop: threading.Event | None = None) -> dict:
@@ -95,72 +158,34 @@ def talk(agent_name: str, cfg: Config, input_device: str | int | None = None, ou
     sd = sd or load_sounddevice()
     dev_in, dev_out = pick_devices(sd, input_device, output_device)
     rate_in, rate_out = int(dev_in["default_samplerate"]), int(dev_out["default_samplerate"])
-    models = ModelStack(cfg)
-    agent = make_agent(agent_name, models, cfg)
+    agent = make_agent(agent_name, ModelStack(cfg), cfg)
     show(f"loading agent '{agent_name}' ...")
     agent.prepare()
-    n = frame_samples(cfg.runtime.frame_ms)
-    mic: queue.Queue[np.ndarray] = queue.Queue(maxsize=50)     # 1 s of 20 ms blocks
-    speaker = _Speaker(rate_out)
-    counters = {"frames": 0, "mic_dropped_blocks": 0, "speaker_dropped_s": 0.0, "late_frames": 0}
-
-    def on_input(indata, _frames, _time, _status) -> None:
-        try:
-            mic.put_nowait(indata[:, 0].copy())
-        except queue.Full:
-            counters["mic_dropped_blocks"] += 1
-
-    def on_output(outdata, frames, _time, _status) -> None:
-        outdata[:, 0] = speaker.pull(frames)
-
-    clock = RealClock()
     events = ForwardingEventLog()
+    clock = RealClock()
+    conversation = agent.conversation(clock=clock, events=events)
     recording = None
     if record_dir:
         recording = SessionRecording(Path(record_dir) / time.strftime("talk-%Y%m%d-%H%M%S"))
-    down, up = StreamResampler(rate_in, SAMPLE_RATE), StreamResampler(SAMPLE_RATE, rate_out)
-    pending = np.zeros(0, np.float32)
-    playing = np.zeros(n, np.float32)     # recorded one frame after step() returns it, as runtime/runner.py does
     stop = stop or threading.Event()
-    agent.start(Session(clock=clock, events=events, frame_samples=n))
-    turn_ends: dict[int, float] = {}
+    mic = Microphone(rate_in, stop, seconds_limit)
+    speakers = Speakers(rate_out, events, recording, show)
     show(f"talking to '{agent_name}' on {dev_in['name']} -> {dev_out['name']} (Ctrl-C to stop; headphones "
          "avoid the agent hearing itself)")
+    loop = DriveStats()
     try:
         with sd.InputStream(samplerate=rate_in, channels=1, dtype="float32", blocksize=rate_in // 50,
-                            device=dev_in.get("index", input_device), callback=on_input), \
+                            device=dev_in.get("index", input_device), callback=mic.callback), \
              sd.OutputStream(samplerate=rate_out, channels=1, dtype="float32", blocksize=rate_out // 50,
-                             device=dev_out.get("index", output_device), callback=on_output):
-            clock.restart()
-            while not stop.is_set():
-                if seconds_limit is not None and seconds(counters["frames"] * n) >= seconds_limit:
-                    break
-                try:
-                    block = mic.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-                pending = np.concatenate([pending, down.push(block)])
-                while len(pending) >= n:
-                    frame, pending = pending[:n], pending[n:]
-                    t = seconds(counters["frames"] * n)
-                    if clock.now() > t + seconds(n) + 0.1:    # heard 100 ms after the microphone delivered it
-                        counters["late_frames"] += 1
-                    out = agent.step(frame, t)
-                    counters["frames"] += 1
-                    speaker.push(up.push(out))
-                    if recording:
-                        recording.add(frame, playing)
-                    playing = out
-                    fresh = events.take_fresh()
-                    if recording:
-                        recording.add_events(fresh)
-                    for e in fresh:
-                        _show_event(e, turn_ends, show)
+                             device=dev_out.get("index", output_device), callback=speakers.callback):
+            drive(conversation, mic, speakers, clock, stop=stop, stats=loop)
     except KeyboardInterrupt:
         pass
     finally:
-        agent.close()
-        counters["speaker_dropped_s"] = round(speaker.dropped / rate_out, 3)
+        conversation.close()
+        counters = {"frames": loop.frames, "late_frames": loop.late_frames,
+                    "mic_dropped_blocks": mic.dropped_blocks,
+                    "speaker_dropped_s": round(speakers.buffer.dropped / rate_out, 3)}
         if recording:
             recording.close({"agent": agent_name, "mode": "talk", **counters})
             show(f"recorded {recording.folder}")

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..audio.frames import SAMPLE_RATE
-from ..audio.io import write_text
+from .frames import SAMPLE_RATE
+from .io import write_text
 from ..events import Event
 
 CHANNELS, WIDTH = 2, 2

@@ -2,16 +2,18 @@
 
 A ``ScriptedVad`` says "speech" exactly inside the given spans, so a test knows to the chunk when
 the user stops; the other fakes answer instantly, so conversation time is pure agent logic.
+``ScriptedStack`` puts them behind the ``ModelStack`` interface and, like it, lists in ``builds`` what
+it loaded or made: a test can check that no conversation builds anything once the agent is prepared.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from fullduplex.audio.frames import SAMPLE_RATE
-from fullduplex.config import Config
-from fullduplex.models.stt import Transcript
-from fullduplex.models.vad import CHUNK, CHUNK_S
+from ..audio.frames import SAMPLE_RATE
+from ..config import Config
+from ..models.stt import Transcript
+from ..models.vad import CHUNK, CHUNK_S
 
 
 class ScriptedVad:
@@ -97,15 +99,43 @@ class ToneTts:
         yield (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
 
 
-class FakeStack:
-    def __init__(self, spans, llm=None, tts_seconds=1.0, slow_llm=None) -> None:
+class ScriptedBackchannels:
+    """The backchannel clips: one quiet "Yeah." (made once, like the real bank)."""
+
+    def __init__(self) -> None:
+        self.clips = [("Yeah.", np.full(4000, 0.05, np.float32))]
+
+
+class ScriptedStack:
+    """A model stack of fakes. Every model is built on first use and recorded in ``builds``; the
+    scripted ``turn_model`` is None unless given (the duplex engine then uses its text rule)."""
+
+    def __init__(self, spans, llm=None, tts_seconds=1.0, slow_llm=None, turn_model=None, stt=None) -> None:
         self.cfg = Config()
         self.spans = spans
-        self.stt, self.llm, self.tts = InstantStt(), llm or ScriptedLlm(), ToneTts(tts_seconds)
-        self.slow_llm = slow_llm or ScriptedLlm()
+        self.builds: list[str] = []
+        self._made = {"stt": stt or InstantStt(), "llm": llm or ScriptedLlm(), "tts": ToneTts(tts_seconds),
+                      "slow_llm": slow_llm or ScriptedLlm(), "turn_model": turn_model,
+                      "backchannels": ScriptedBackchannels()}
+
+    def _get(self, name):
+        if name not in self.builds:
+            self.builds.append(name)
+        return self._made[name]
+
+    def _set(self, name, value):
+        self._made[name] = value
+
+    stt = property(lambda self: self._get("stt"), lambda self, v: self._set("stt", v))
+    llm = property(lambda self: self._get("llm"), lambda self, v: self._set("llm", v))
+    slow_llm = property(lambda self: self._get("slow_llm"), lambda self, v: self._set("slow_llm", v))
+    tts = property(lambda self: self._get("tts"), lambda self, v: self._set("tts", v))
+    turn_model = property(lambda self: self._get("turn_model"), lambda self, v: self._set("turn_model", v))
+    backchannels = property(lambda self: self._get("backchannels"), lambda self, v: self._set("backchannels", v))
 
     def vad(self):
         return ScriptedVad(self.spans)
 
     def load_all(self):
-        pass
+        _ = self.stt, self.tts
+        self.llm.check()
