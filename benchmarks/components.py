@@ -10,7 +10,6 @@ the ten-vad hand labels). Medians over --repeat runs; the machine is noisy, comp
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ from fullduplex.models.llm import load_llm  # noqa: E402
 from fullduplex.models.stt import load_stt  # noqa: E402
 from fullduplex.models.tts import load_tts  # noqa: E402
 from fullduplex.models.vad import CHUNK_S, SileroVad, frame_accuracy, read_scv  # noqa: E402
+from fullduplex.testing import clips  # noqa: E402
 from fullduplex.textnorm import word_errors  # noqa: E402
 
 CLIPS_DIR = ROOT / "tests" / "data"  # the repo's reference clips: 16 kHz mono, each with its transcript
@@ -35,16 +35,11 @@ CLIPS = sorted(wav.stem for wav in CLIPS_DIR.glob("*.wav"))
 
 
 def read_clip(name: str) -> np.ndarray:
-    return read_user_audio(CLIPS_DIR / name)[0]
+    return clips.read_clip(CLIPS_DIR, name)
 
 
 def reference_text(stem: str) -> str:
-    """The clip's transcript: ``<stem>.txt``, or the texts of ``<stem>.segments.jsonl`` joined."""
-    txt = CLIPS_DIR / f"{stem}.txt"
-    if txt.exists():
-        return txt.read_text().strip()
-    rows = [json.loads(line) for line in (CLIPS_DIR / f"{stem}.segments.jsonl").read_text().splitlines() if line.strip()]
-    return " ".join(r["text"] for r in rows)
+    return clips.reference_text(CLIPS_DIR, stem)
 
 
 def timed(fn):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from fullduplex.config import Config
+from fullduplex.testing import clips
 from fullduplex.engines import ModelStack
 
 DATA = Path(__file__).parent / "data"
@@ -17,17 +16,11 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def read_clip(name: str) -> np.ndarray:
-    audio, rate = sf.read(DATA / name, dtype="float32")
-    assert rate == 16000
-    return audio
+    return clips.read_clip(DATA, name)
 
 
 def reference_text(stem: str) -> str:
-    txt = DATA / f"{stem}.txt"
-    if txt.exists():
-        return txt.read_text().strip()
-    rows = [json.loads(line) for line in (DATA / f"{stem}.segments.jsonl").read_text().splitlines() if line.strip()]
-    return " ".join(r["text"] for r in rows)
+    return clips.reference_text(DATA, stem)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from fullduplex.config import Config
 from fullduplex.engines import ModelStack, make_agent
 from fullduplex.errors import UserError
 from fullduplex.models.moshi import acquire, release
-from fullduplex.testing import SettledClock
+from fullduplex.testing import run_scripted
 from fullduplex.runtime.runner import run_agent
 
 from .conftest import DATA, read_clip
@@ -91,7 +91,7 @@ def test_make_tiny_is_deterministic_and_says_random(tiny, tmp_path, capsys):
 def run_instant(cfg, audio):
     """On the harness's settled clock: every frame's model step is done before the next frame."""
     agent = make_agent("moshi", ModelStack(cfg), cfg)
-    return run_agent(agent, audio, clock=SettledClock())
+    return run_scripted(agent, seconds=len(audio) / 16000, audio=audio)
 
 
 
@@ -100,9 +100,9 @@ def test_one_frame_out_per_frame_in_and_text_at_the_sample_it_plays(tiny):
     audio = user_audio(2.4)
     result = run_instant(cfg, audio)
 
-    assert len(result.step_ms) == len(audio) // 320
-    assert len(result.recorder.agent) == len(audio)
-    out = result.recorder.agent
+    assert result.stats.frames == len(audio) // 320
+    assert len(result.output) == len(audio)
+    out = result.output
     assert np.abs(out[:1600]).max() == 0, "nothing can come out before the first 80 ms frame is complete"
     assert np.abs(out[8000:]).max() > 0, "Moshi's (random) voice comes out"
 
@@ -131,7 +131,7 @@ def test_one_frame_out_per_frame_in_and_text_at_the_sample_it_plays(tiny):
     assert any(e.kind == "moshi.step" for e in events)
 
     again = run_instant(cfg, audio)   # the pooled model, reset: a new conversation starts from scratch
-    assert np.array_equal(again.recorder.agent, out)
+    assert np.array_equal(again.output, out)
     assert [e.data["text"] for e in again.events if e.kind == "agent.text"] == [e.data["text"] for e in texts]
 
 

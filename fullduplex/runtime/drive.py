@@ -59,9 +59,12 @@ class DriveStats:
 
 
 def drive(conversation: Conversation, source: Source, sink: Sink, clock: Clock, *,
-          stop: threading.Event | None = None, max_lag_s: float | None = None,
+          stop: threading.Event | None = None, max_lag_s: float | None = None, late_s: float | None = None,
           stats: DriveStats | None = None, keep_steps: int | None = None) -> DriveStats:
-    """Run ``conversation`` until the source ends or ``stop`` is set; returns (and fills) ``stats``."""
+    """Run ``conversation`` until the source ends or ``stop`` is set; returns (and fills) ``stats``.
+
+    A frame is late when handed over more than ``late_s`` (default: one frame) after its time; a
+    device-paced source (a microphone behind a resampler) runs a steady frame or so behind the clock."""
     stats = stats if stats is not None else DriveStats()
     stats.step_ms = deque(maxlen=keep_steps)
     n = conversation.frame_samples
@@ -83,7 +86,7 @@ def drive(conversation: Conversation, source: Source, sink: Sink, clock: Clock, 
                 stats.skipped_frames += skip
                 i += skip
                 continue
-            if lag > frame_s:
+            if lag > (frame_s if late_s is None else late_s):
                 stats.late_frames += 1
             frame = source.read(n)
             if frame is None:   # the stream ended (and the last frame returned has played: it is t)

@@ -73,8 +73,6 @@ class ArraySource:
 def run_agent(agent: Agent, user_audio: np.ndarray, clock: Clock | None = None, progress: bool = False) -> RunResult:
     """One conversation of ``agent`` over ``user_audio`` (prepared first, before the clock starts)."""
     conversation = agent.conversation(clock=clock or RealClock())
-    if hasattr(conversation.clock, "watch"):   # a test's settled clock waits for this call's workers
-        conversation.clock.watch(conversation)
     recorder = Recorder()
     stats: DriveStats = drive(conversation, ArraySource(user_audio, progress), recorder, conversation.clock)
     return RunResult(events=conversation.events.snapshot(), recorder=recorder, duration_s=stats.duration_s,

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..audio.clock import RealClock
-from ..audio.frames import SAMPLE_RATE, pop_samples
+from ..audio.frames import SAMPLE_RATE, pop_samples, seconds
 from ..audio.resample import StreamResampler
 from ..audio.live_recording import SessionRecording
 from ..config import Config
@@ -164,6 +164,7 @@ def talk(agent_name: str, cfg: Config, input_device: str | int | None = None, ou
     events = ForwardingEventLog()
     clock = RealClock()
     conversation = agent.conversation(clock=clock, events=events)
+    mic_frame = conversation.frame_samples
     recording = None
     if record_dir:
         recording = SessionRecording(Path(record_dir) / time.strftime("talk-%Y%m%d-%H%M%S"))
@@ -178,7 +179,8 @@ def talk(agent_name: str, cfg: Config, input_device: str | int | None = None, ou
                             device=dev_in.get("index", input_device), callback=mic.callback), \
              sd.OutputStream(samplerate=rate_out, channels=1, dtype="float32", blocksize=rate_out // 50,
                              device=dev_out.get("index", output_device), callback=speakers.callback):
-            drive(conversation, mic, speakers, clock, stop=stop, stats=loop)
+            # late: heard over 100 ms after the microphone delivered it
+            drive(conversation, mic, speakers, clock, stop=stop, stats=loop, late_s=seconds(mic_frame) + 0.1)
     except KeyboardInterrupt:
         pass
     finally:

@@ -20,7 +20,7 @@ from ..audio.recorder import Recorder
 from ..config import Config
 from ..engines import Agent, Conversation, make_agent
 from ..events import Event
-from ..runtime.drive import drive
+from ..runtime.drive import DriveStats, drive
 
 SETTLE_LIMIT_S = 5.0   # a worker still busy after this is a bug in the test (or a deadlock): go on
 
@@ -47,7 +47,7 @@ class SettledClock(VirtualClock):
 
 
 class ScriptedSource:
-    """Silence (the scripted VAD decides what is speech) or given audio, for ``seconds``; ``actions``
+    """Silence (the scripted VAD decides what is speech) or ``audio``, for ``seconds``; ``actions``
     {t: fn(conversation)} run just before the frame at ``t`` is handed over (change what a fake will
     say, open a gate)."""
 
@@ -78,6 +78,7 @@ class ScriptedRun:
     conversation: Conversation
     events: list[Event]
     output: np.ndarray           # the agent's channel as recorded (one frame late, as a device plays it)
+    stats: DriveStats            # the loop's counters (frames, step times)
 
     def kinds(self, kind: str) -> list[Event]:
         return [e for e in self.events if e.kind == kind]
@@ -95,5 +96,5 @@ def run_scripted(agent: Agent | str, stack=None, seconds: float = 5.0,
     source = ScriptedSource(seconds, actions, audio)
     source.conversation = conversation
     recorder = Recorder()
-    drive(conversation, source, recorder, clock)
-    return ScriptedRun(conversation, conversation.events.snapshot(), recorder.agent)
+    stats = drive(conversation, source, recorder, clock)
+    return ScriptedRun(conversation, conversation.events.snapshot(), recorder.agent, stats)

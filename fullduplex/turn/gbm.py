@@ -91,15 +91,6 @@ class Trees:
                  for t in d["trees"]]
         return cls(d["features"], d["base"], trees)
 
-    def importance(self) -> dict[str, int]:
-        """How many splits use each feature."""
-        counts = dict.fromkeys(self.features, 0)
-        for nodes in self.trees:
-            for n in nodes:
-                if n[0] >= 0:
-                    counts[self.features[n[0]]] += 1
-        return counts
-
 
 def _cuts(column: np.ndarray, n_bins: int) -> np.ndarray:
     v = column[~np.isnan(column)]
