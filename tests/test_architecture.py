@@ -68,12 +68,14 @@ def test_a_conversation_never_builds_a_model(name):
     assert run.kinds("playback.start")
 
 
-def test_state_prints_in_one_place():
-    agent = make_agent("duplex", stack(), Config())
-    conversation = agent.conversation()
+@pytest.mark.parametrize("name", CPU_AGENTS)
+def test_state_prints_in_one_place(name):
+    conversation = make_agent(name, stack(), Config()).conversation()
     state = conversation.state()
     conversation.close()
-    assert state["user"] is None and state["reply"] is None and "closed" in state
+    assert state["closed"] is False and all(isinstance(k, str) for k in state)
+    assert (state["user"] is None and state["reply"] is None) if name in ("duplex", "predictive") \
+        else state["phase"] == "listening"
 
 
 # -- the import layers ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from fullduplex.engines import make_agent
 from fullduplex.testing import ScriptedStack, run_scripted
 from fullduplex.turn.floor import FloorRule, PauseSchedule
 
-SPEECH_S = 2.0       # the scripted user speaks this long before each pause
+SPEECH_S = 1.0       # the scripted user speaks this long before each pause (the curve, not the audio, decides)
 LISTEN_S = 2.5       # and the run goes on this long after it (the rule always decides within 1.8 s)
 FRAME_S = 0.02
 

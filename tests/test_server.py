@@ -328,6 +328,7 @@ def test_too_fast_and_too_slow_clients_are_paced_not_queued(models):
     fast, slow = sorted(sessions, key=lambda s: s["session"])
     assert fast["dropped_input_frames"] > 50 and fast["max_input_s"] < 0.5, "the burst was dropped, not queued"
     assert slow["underrun_frames"] > 30 and slow["dropped_input_frames"] == 0, "a slow client leaves gaps of silence"
+    assert fast["state"]["closed"] is False and "segmenter" not in fast["state"], "each call's state, printable"
     assert fast["late_frames"] <= 0.02 * fast["frames"] and slow["late_frames"] <= 0.02 * slow["frames"]
 
 

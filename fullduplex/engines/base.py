@@ -76,7 +76,7 @@ class Conversation:
         """Everything this call holds, in one printable place (simple values and small records;
         models, workers and audio buffers are left out)."""
         out: dict[str, Any] = {}
-        for key, value in vars(self).items():
+        for key, value in list(vars(self).items()):   # a copy: another thread may read it mid-call (/api/status)
             if key in ("agent", "models", "cfg", "clock", "events"):
                 continue
             if value is None or isinstance(value, (bool, int, float, str)):

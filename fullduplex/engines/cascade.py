@@ -35,7 +35,7 @@ class SequentialConversation(TalkingConversation):
     def __init__(self, *args) -> None:
         super().__init__(*args)
         self.turn = 1
-        self.state = "listening"   # -> "thinking" -> "speaking" -> "listening"
+        self.phase = "listening"   # -> "thinking" -> "speaking" -> "listening"
         self._audio: deque[np.ndarray] = deque()
         self._audio_t0 = 0.0       # conversation time of the first buffered sample
         self._heard_speech = False
@@ -51,7 +51,7 @@ class SequentialConversation(TalkingConversation):
     # -- the audio path ------------------------------------------------------------------------------
     def step(self, user_frame: np.ndarray, t: float) -> np.ndarray:
         t_end = t + seconds(len(user_frame))
-        listening = self.state == "listening"
+        listening = self.phase == "listening"
         for edge in self.segmenter.push(self.vad.push(user_frame)):
             self.emit(f"vad.{edge.kind}", self.turn, t=edge.t, heard=listening)
             if listening and edge.kind == "speech_start":
@@ -65,7 +65,7 @@ class SequentialConversation(TalkingConversation):
         out, started = self.voice.frame(len(user_frame))
         for piece in started:
             self._on_piece_started(piece, t_end)
-        if self.state != "listening" and self._reply_finished():
+        if self.phase != "listening" and self._reply_finished():
             self._finish_reply(t)   # the last frame with audio played until this frame's start
         return out
 
@@ -88,7 +88,7 @@ class SequentialConversation(TalkingConversation):
         self.emit("turn.end", self.turn, t=t_end, speech_end=round(speech_end, 6), **why)
         audio = np.concatenate(self._audio)
         cut = int((speech_end - self._audio_t0) * SAMPLE_RATE) + int(0.2 * SAMPLE_RATE)
-        self.state = "thinking"
+        self.phase = "thinking"
         self._audio.clear()
         self._heard_speech = False
         self._reset_reply()
@@ -110,7 +110,7 @@ class SequentialConversation(TalkingConversation):
         received = self.voice.collect()
         if received:
             self._received += received
-            self.state = "speaking"
+            self.phase = "speaking"
 
     def _on_piece_started(self, piece: Piece, t: float) -> None:
         if not self._playing:
@@ -133,7 +133,7 @@ class SequentialConversation(TalkingConversation):
         self._back_to_listening()
 
     def _back_to_listening(self) -> None:
-        self.state = "listening"
+        self.phase = "listening"
         self.turn += 1
         self.playback.reset()
         self._reset_reply()

@@ -1,1 +1,2 @@
-"""Driving an agent from a source (a file now; a socket or a microphone later) on the clock."""
+"""Driving a conversation on the clock: ``drive`` (the one frame loop) from a file (``runner``,
+``simulate``) or a microphone (``talk``); ``latency`` reads a timeline's per-turn breakdown."""

@@ -2,7 +2,8 @@
 and the protocol client the bench and tests use. (``fullduplex talk`` lives in ``runtime/talk.py``.)
 
 - ``protocol.py``: message kinds and framing; ``ogg.py``: checking the client's Ogg/Opus stream;
-- ``session.py``: one connection = one session (own agent, clock, codec state, bounded queues, a thread);
+- ``session.py``: one connection = one session (a conversation on the shared agent, its clock, codec state,
+  bounded queues, a thread running ``runtime.drive``);
 - ``app.py``: aiohttp routes, capacity, graceful shutdown, ``serve``; ``access.py``: token, Origin and Host checks;
 - ``connection.py``: one WebSocket's life and the state connections share; ``config.py``: every bound;
 - ``testserver.py``: the server on an ephemeral port in a thread (tests, benchmarks);

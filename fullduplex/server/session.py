@@ -235,7 +235,7 @@ class ChatSession:
         return {"session": self.id, "agent": self.agent_name, "started": self.started,
                 "t": round(self.clock.now(), 3), "input_buffer_s": round(self.inbox.depth_s, 3),
                 "outbox": len(self.outbox), "ended": self.ended_reason or None, **self.summary(),
-                "queues": self._queues()}
+                "queues": self._queues(), "state": self.conversation.state()}
 
     def summary(self) -> dict:
         return self.stats.summary(self.loop)
