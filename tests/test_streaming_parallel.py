@@ -47,7 +47,7 @@ def test_first_clause_option():
 class SlowTokens(ScriptedLlm):
     def stream(self, messages, cancel=None):
         for token in super().stream(messages, cancel):
-            time.sleep(0.04)
+            time.sleep(0.08)   # ~20 tokens: the LLM writes for 1.6 s, far longer than one sentence takes to speak
             yield token
 
 
