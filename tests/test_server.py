@@ -479,7 +479,8 @@ def test_sigterm_ends_sessions_and_finishes_recordings(tmp_path):
 def test_bench_runs_a_ws_agent(tmp_path, models):
     suite = tmp_path / "suite" / "real" / "turn_taking" / "lj0020"
     suite.mkdir(parents=True)
-    sf.write(suite / "input.wav", speech(tail_s=3.0), SAMPLE_RATE, subtype="PCM_16")
+    # 5 s after the question: room for the sequential agent's whole-reply answer on a busy 2-core machine
+    sf.write(suite / "input.wav", speech(tail_s=5.0), SAMPLE_RATE, subtype="PCM_16")
     (suite / "turn_taking.json").write_text(json.dumps([{"text": "[TURN-TAKING]", "timestamp": [1.5, 2.0]}]))
     (suite / "meta.json").write_text(json.dumps({"source": "real"}))
     with BackgroundServer(AGENT, models, scfg=scfg()) as srv:
