@@ -25,13 +25,10 @@ class Recorder:
     def __init__(self) -> None:
         self._user: list[np.ndarray] = []
         self._agent: list[np.ndarray] = []
-        self._playing: np.ndarray | None = None   # the agent's frame for the current span: returned one step ago
 
-    def frame(self, t: float, user_frame: np.ndarray, out: np.ndarray) -> None:
-        """One step: ``out`` (what the agent returned now) plays during the *next* frame's span."""
-        playing = self._playing if self._playing is not None else np.zeros(len(user_frame), np.float32)
+    def frame(self, t: float, user_frame: np.ndarray, playing: np.ndarray, out: np.ndarray) -> None:
+        """One step: the user's frame and what the agent played meanwhile (``out`` plays next)."""
         self.add(user_frame, playing)
-        self._playing = out
 
     def gap(self, n: int) -> None:
         self.add(np.zeros(n, np.float32), np.zeros(n, np.float32))

@@ -1,8 +1,9 @@
 """The one frame loop: a conversation, a source of the user's audio, a sink for both streams, a clock.
 
 Frame ``i`` is handed to the conversation when the clock reaches ``i * frame``. The frame it returns is
-what the agent plays *next*: a sink records it one frame later on the timeline, as a real device would
-play it (``Recorder.add_step``), so no agent can answer audio it has not yet received. If a step
+what the agent plays *next*: the loop hands it to the sink as ``out`` and, one frame later, as
+``playing`` beside the user's next frame — the pair a device would record — so no agent can answer
+audio it has not yet received. If a step
 overruns, later frames are fed late (the clock does not wait) and counted (``late_frames``); with
 ``max_lag_s`` a loop that falls that far behind skips ahead instead of answering ever later (a server).
 
@@ -34,8 +35,9 @@ class Source(Protocol):
 
 
 class Sink(Protocol):
-    def frame(self, t: float, user: np.ndarray, agent: np.ndarray) -> None:
-        """After each step: the user's frame at ``t`` and the agent's frame that plays from ``t + frame``."""
+    def frame(self, t: float, user: np.ndarray, playing: np.ndarray, out: np.ndarray) -> None:
+        """After each step: the user's frame at ``t``, the agent's frame playing during it (returned one
+        step ago; silence at first) and the agent's frame just returned, which plays from ``t + frame``."""
 
     def gap(self, n: int) -> None:
         """The loop skipped ``n`` samples of both streams."""
@@ -73,6 +75,7 @@ def drive(conversation: Conversation, source: Source, sink: Sink, clock: Clock, 
     cpu0 = time.process_time()
     clock.restart()
     i = 0
+    playing = np.zeros(n, np.float32)
     try:
         while stop is None or not stop.is_set():
             t = i * frame_s
@@ -96,7 +99,8 @@ def drive(conversation: Conversation, source: Source, sink: Sink, clock: Clock, 
             out = as_frame(conversation.step(frame, t), n)
             stats.step_ms.append((time.perf_counter() - w0) * 1000)
             stats.frames += 1
-            sink.frame(t, frame, out)
+            sink.frame(t, frame, playing, out)
+            playing = out
             i += 1
     finally:
         conversation.close()

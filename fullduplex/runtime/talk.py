@@ -131,19 +131,17 @@ class Speakers:
         self.buffer = _SpeakerBuffer(rate)
         self._up = StreamResampler(SAMPLE_RATE, rate)
         self._events, self._recording, self._show = events, recording, show
-        self._playing: np.ndarray | None = None   # recorded one frame after step() returns it, as Recorder does
         self._turn_ends: dict[int, float] = {}
 
     def callback(self, outdata, frames, _time, _status) -> None:
         outdata[:, 0] = self.buffer.pull(frames)
 
-    def frame(self, t: float, user: np.ndarray, out: np.ndarray) -> None:
+    def frame(self, t: float, user: np.ndarray, playing: np.ndarray, out: np.ndarray) -> None:
         self.buffer.push(self._up.push(out))
         fresh = self._events.take_fresh()
         if self._recording:
-            self._recording.add(user, self._playing if self._playing is not None else np.zeros_like(user))
+            self._recording.add(user, playing)
             self._recording.add_events(fresh)
-        self._playing = out
         for e in fresh:
             _show_event(e, self._turn_ends, self._show)
 

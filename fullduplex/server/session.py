@@ -206,7 +206,6 @@ class ChatSession:
         self._stall_since: float | None = None
         self._last_stats = 0.0
         self._text_started = False
-        self._playing = np.zeros(self.n, np.float32)   # recorded one frame after step() returns it (as Recorder does)
 
     # -- lifecycle (called from the event loop, through threads where it may block) ------------------
     def start(self) -> None:
@@ -282,11 +281,10 @@ class ChatSession:
         if self.recording:
             self.recording.add(silence(n), silence(n))
 
-    def frame(self, t: float, user: np.ndarray, out: np.ndarray) -> None:
+    def frame(self, t: float, user: np.ndarray, playing: np.ndarray, out: np.ndarray) -> None:
         """Sink: record, forward the new events, encode and queue the agent's frame, a stats message a second."""
-        if self.recording:   # the frame step() returns plays during the next span, as Recorder.frame does
-            self.recording.add(user, self._playing)
-        self._playing = out
+        if self.recording:
+            self.recording.add(user, playing)
         self._forward_events()
         self._send_audio(out)
         if self.send_metadata and t - self._last_stats >= 1.0:
