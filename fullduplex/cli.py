@@ -33,6 +33,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help=f"text-to-speech: Piper en_US-joe-medium or espeak-ng (default {d.tts.backend})")
     g.add_argument("--silence-ms", type=int, default=d.turn.silence_ms,
                    help=f"silence that ends the user's turn for silence-threshold agents (default {d.turn.silence_ms})")
+    g.add_argument("--turn-model", default=d.turn.model, metavar="FILE",
+                   help="the predictive turn model for the predictive and duplex agents (default: the committed "
+                        "turn.json; fullduplex/turn/data/turn-real.json is the one trained on real recordings)")
     _add_moshi_options(p)
 
 
@@ -41,11 +44,13 @@ def _config_from(args: argparse.Namespace) -> Config:
         raise UserError(f"--silence-ms must be positive, not {args.silence_ms}")
     if args.max_tokens <= 0:
         raise UserError(f"--max-tokens must be positive, not {args.max_tokens}")
+    if args.turn_model and not Path(args.turn_model).is_file():
+        raise UserError(f"--turn-model {args.turn_model}: no such file (a model from `fullduplex turn train`)")
     return Config().with_(
         stt={"backend": args.stt},
         llm={"backend": args.llm, "base_url": args.llm_url, "model": args.llm_model, "max_tokens": args.max_tokens},
         tts={"backend": args.tts},
-        turn={"silence_ms": args.silence_ms},
+        turn={"silence_ms": args.silence_ms, "model": args.turn_model},
         runtime={"tail_s": getattr(args, "tail", Config().runtime.tail_s)},
         moshi=_moshi_section(args),
     )
@@ -97,7 +102,7 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
     kinds = [k.strip() for k in args.kinds.split(",")] if args.kinds else None
     sources = [k.strip() for k in args.source.split(",")] if args.source else None
     run = run_bench(agents, args.suite, args.out, cfg, jobs=args.jobs, limit=args.limit, kinds=kinds,
-                    sources=sources, log=lambda msg: print(msg, file=sys.stderr))
+                    sources=sources, log=lambda msg: print(msg, file=sys.stderr), turn_models=args.turn_models)
     print(f"ran {run.ran} scenario run(s), kept {run.skipped} finished ones, {len(run.failed)} failed, "
           f"{len(run.errors)} scenario folder(s) skipped as invalid; {run.wall_s / 60:.1f} min")
     if not args.no_report:
@@ -312,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--kinds", default=None, help="only these kinds: pause,turn_taking,interrupt,backchannel")
     r.add_argument("--source", default=None, help="only scenarios from these sources: real,synthetic,fdb")
     r.add_argument("--no-report", action="store_true", help="skip scoring and the report")
+    r.add_argument("--turn-models", default=None, metavar="DIR",
+                   help="run each real scenario with the turn model that never heard its recording (a folder from "
+                        "`fullduplex turn train --leave-one-out DIR`); the committed model has heard them all")
     _add_model_options(r)
     r.set_defaults(func=cmd_bench_run)
 

@@ -56,6 +56,7 @@ class TtsConfig:
 @dataclass(frozen=True)
 class TurnConfig:
     silence_ms: int = 700          # the classic fixed end-of-turn threshold of VAD pipelines
+    model: str = ""                # the predictive turn model's file ("": the committed fullduplex/turn/data/turn.json)
 
 
 @dataclass(frozen=True)
@@ -63,14 +64,22 @@ class DuplexConfig:
     """When the full-duplex engine (and the predictive cascade) takes the floor, and when it backchannels.
 
     The floor is taken after a silence of ``min_silence_s + max_extra_s * (1 - p)^2``, p being the turn
-    model's P(user done): sure -> the shortest gap people leave, unsure -> up to the fallback.
+    model's P(user done): sure -> a short gap, unsure -> up to the fallback. The waits are the best
+    *measured live* of those tried on the real dev bench (92 scenarios, docs/bench): with the committed
+    model, 0.2 + 1.6 s gave pause TOR 0.24; the real-trained model with waits fitted offline
+    (``turn/tuning.py``: 0.3 + 0.9 s and 0.3 + 1.2 s) answered later and took more long holds (0.33).
+    Offline, on the real pauses, these waits cut off 37 % of holds at 0.61 s mean delay (docs/turn/report.md).
+    The backchannel spacing keeps the agent below the real listeners' rate.
     """
     min_silence_s: float = 0.20    # never take the floor in a shorter gap: gaps inside phrases are this short
-    max_extra_s: float = 1.6       # a user who is surely not done gets this much more (then we answer anyway)
-    draft_p: float = 0.25          # start preparing an answer above this probability (cheap to discard)
+    max_extra_s: float = 1.6       # an unsure model waits up to 1.8 s: real mid-turn pauses of 1.4-2 s are held
+    draft_p: float = 0.0           # draft a reply in every pause: P at a real turn end's first decision is < 0.25 two
+                                   # times in three, so waiting for P drafted late (dev bench: the decision -> audio
+                                   # gap fell from 0.57 s to 0.28 s median); a draft is dropped if the user goes on
     bc_min_speech_s: float = 2.0   # backchannel: user speech since the turn began or the last backchannel
-    bc_min_gap_s: float = 5.0      # ... and time since the last one
-    bc_pause_s: tuple[float, float] = (0.18, 0.6)   # ... inside a pause this long
+    bc_min_gap_s: float = 5.0      # ... and time since the last one. Measured on the real dev bench: 6.3 a minute of
+                                   # user speech, the real listeners 7.0 (8 s spacing gave 1.7: too few)
+    bc_pause_s: tuple[float, float] = (0.18, 0.6)   # ... inside a pause this long (real ones start 0.14-0.58 s in)
     bc_max_p_done: float = 0.6     # ... while the user is likely holding the floor
     ask_after_s: float = 0.06      # silence before the ear is asked for the words up to the pause (one VAD chunk and a bit)
     p_every_s: float = 0.06        # how often the turn model is asked again during a pause

@@ -79,3 +79,39 @@ def test_bench_cli_errors(tmp_path, capsys):
     assert "fullduplex: error:" in capsys.readouterr().err
     assert main(["bench", "report", str(tmp_path / "nothing")]) == 2
     assert "no such bench output folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_each_real_scenario_meets_the_turn_model_that_never_heard_it(tmp_path, models):
+    """`bench run --turn-models DIR`: the scenario cut from a recording runs with the model trained without
+    it (``turn train --leave-one-out``'s index.json); a scenario of two recordings in different folds is
+    refused by name, not run with a model that heard one of them."""
+    from fullduplex.bench.runner import held_out_turn_model
+    from fullduplex.bench.scenarios import load_suite
+    from fullduplex.errors import UserError
+    from fullduplex.turn.model import FAST_MODEL
+
+    suite = make_suite(tmp_path / "suite")
+    shutil.rmtree(suite / "real" / "pause")
+    meta = suite / "real" / "turn_taking" / "lj0020" / "meta.json"
+    meta.write_text(json.dumps({"source": "real", "recordings": ["ljspeech-LJ002-0020"]}))
+    held = tmp_path / "held"
+    held.mkdir()
+    shutil.copy(FAST_MODEL, held / "asr-ljspeech.json")
+    (held / "index.json").write_text(json.dumps({"ljspeech-LJ002-0020": "asr-ljspeech.json",
+                                                 "jfk": "asr-jfk.json"}))   # the recordings models learnt from
+    out = tmp_path / "out"
+    run = run_bench(["predictive"], suite, out, turn_models=held)
+    assert run.ran == 1 and not run.failed
+    stats = json.loads((out / "predictive" / "real/turn_taking/lj0020" / "run.json").read_text())
+    assert stats["turn_model"] == "asr-ljspeech.json"
+
+    scenario = load_suite(suite)[0][0]
+    assert held_out_turn_model(None, scenario) == ""
+    scenario.recordings = ("ljspeech-LJ002-0020", "jfk")
+    with pytest.raises(UserError, match="different folds"):
+        held_out_turn_model(held, scenario)
+    scenario.recordings = ("somewhere-else",)
+    assert held_out_turn_model(held, scenario) == "", "no model learnt from it: the committed one has not either"
+    scenario.recordings = ("jfk", "somewhere-else")
+    assert held_out_turn_model(held, scenario).endswith("asr-jfk.json")

@@ -63,6 +63,28 @@ def test_real_part_has_every_kind_and_loads_cleanly(real_suite):
         assert "NC" not in meta["licence"]
 
 
+def test_every_conversation_with_a_clean_span_is_used_once_and_capped(real_suite, shared_data):
+    """Scenarios come from all the conversations (not a chosen few), each names its recording, a
+    recording shipped twice is used once, and no recording gives more than the cap of a kind."""
+    from collections import Counter
+
+    from fullduplex.bench.suite_real import MAX_PER_RECORDING
+    scenarios, _ = load_suite(real_suite[1])
+    assert all(s.recordings for s in scenarios)
+    used = {r for s in scenarios for r in s.recordings}
+    folders = {d.name for d in (shared_data / "conversations").iterdir() if d.is_dir()}
+    # dev00/dev01 are ES2003a/b again; the other five hold no usable span (suite_real's docstring says why).
+    assert folders & used == folders - {"ami-pyannote-dev00", "ami-pyannote-dev01", "ami-pyannote-trn01",
+                                        "ami-pyannote-trn02", "ami-pyannote-trn07", "ami-pyannote-trn09",
+                                        "ami-pyannote-tst00"}
+    per = Counter((s.kind, s.recordings) for s in scenarios if s.kind != "interrupt")  # interrupts: not capped
+    assert max(per.values()) == MAX_PER_RECORDING, per
+    assert sum(n for (kind, rec), n in per.items() if rec == ("phone-auto-repairs-49",)) >= 3 * MAX_PER_RECORDING
+    twin = json.loads(next(s.dir for s in scenarios if s.recordings == ("ami-es2003a-first30s",)).joinpath(
+        "meta.json").read_text())
+    assert twin["same_recording_as"] == ["ami-pyannote-dev00"]
+
+
 def test_timestamps_lie_inside_the_input(real_suite):
     scenarios, _ = load_suite(real_suite[1])
     for s in scenarios:
@@ -106,11 +128,11 @@ def test_pause_falls_on_low_energy_audio_between_speech(real_suite):
 def test_a_pause_scenario_holds_one_pause(real_suite):
     """FDB's TOR counts a turn anywhere in the output: an earlier, longer pause in the context would be
     scored in place of the labelled one."""
-    from fullduplex.turn.evaluate import vad_segments
+    from fullduplex.bench.suite_real import _vad   # the segmenter the suite labels pauses with
     for s in load_suite(real_suite[1])[0]:
         if s.kind != "pause":
             continue
-        spans = vad_segments(read(s.input_path))
+        spans = _vad(read(s.input_path))
         gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:]) if b[0] <= s.span[0] + 0.05]
         assert all(g < 0.3 for g in gaps), f"{s.id}: pauses {gaps} before the labelled one at {s.span}"
 
@@ -173,7 +195,8 @@ def test_a_failed_write_leaves_no_half_scenario(tmp_path, monkeypatch):
 def test_licences_are_copied_but_never_the_non_commercial_ones(real_suite):
     root = real_suite[1]
     names = sorted(p.name for p in (root / "licenses").iterdir())
-    assert names == ["lhotse.Apache-2.0.txt", "openai-whisper.MIT.txt", "pyannote-audio.MIT.txt"]
+    assert names == ["amazon-transcribe-live-call-analytics.Apache-2.0.txt", "lhotse.Apache-2.0.txt",
+                     "openai-whisper.MIT.txt", "pyannote-audio.MIT.txt"]
     assert "CC BY 4.0" in (root / "LICENCES.md").read_text()
     assert not any("Full-Duplex-Bench" in p.name or "fdb" in p.name.lower() for p in root.rglob("*"))
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fullduplex.config import Config
+from fullduplex.config import Config, DuplexConfig
 from fullduplex.engines import make_agent
-from fullduplex.engines.floor_policy import is_backchannel, text_rule
-from fullduplex.testing import ScriptedLlm, ScriptedStack, ToneTts, run_scripted
+from fullduplex.engines.floor_policy import is_backchannel, same_request, text_rule
+from fullduplex.testing import InstantStt, ScriptedLlm, ScriptedStack, ToneTts, run_scripted
 from fullduplex.turn.floor import FloorRule
 
 
@@ -33,7 +33,8 @@ def test_answers_right_after_a_complete_question():
     (end,) = kinds(ev, "turn.end")
     (start,) = kinds(ev, "playback.start")
     assert end.data["speech_end"] == pytest.approx(2.0, abs=0.033)
-    assert 0.2 <= end.t - 2.0 <= 0.3, "p(done) high -> the shortest wait"
+    shortest = DuplexConfig().min_silence_s
+    assert shortest <= end.t - 2.0 <= shortest + 0.1, "p(done) high -> the shortest wait"
     assert start.t - end.t <= 0.021, "the draft was ready: audio at the decision"
     assert kinds(ev, "draft.start")[0].t < end.t, "prepared before the turn was taken"
     assert agent.history[-2:] == [{"role": "user", "content": "What time is it?"},
@@ -41,7 +42,7 @@ def test_answers_right_after_a_complete_question():
 
 
 def test_holds_through_a_pause_after_and():
-    # "So I was thinking and" ... 1.0 s pause ... "maybe Tuesday." The rule gives p=0.1 -> waits ~1.5 s.
+    # "So I was thinking and" ... 1.0 s pause ... "maybe Tuesday." The rule gives p=0.1 -> waits ~1.3 s.
     stack = ScriptedStack(spans=[(0.5, 2.5), (3.5, 4.5)])
     stack.stt.text = "So I was thinking and"
     actions = {4.0: lambda c: setattr(stack.stt, "text", "So I was thinking and maybe Tuesday.")}
@@ -53,13 +54,15 @@ def test_holds_through_a_pause_after_and():
 
 
 def test_backchannels_during_a_monologue_without_taking_the_floor():
-    spans = [(0.3, 3.0), (3.35, 6.0), (6.35, 9.0), (9.35, 12.0), (12.35, 15.0)]
+    spans = [(0.3 + 3 * k, 3.0 + 3 * k) for k in range(5)]    # 15 s of talk, 0.3 s pauses
     stack = ScriptedStack(spans=spans)
     stack.stt.text = "and then we went to the"        # always mid-sentence: holding
     _, ev, out = drive(stack, 15.5)
     bcs = kinds(ev, "backchannel")
+    cfg = DuplexConfig()
     assert len(bcs) >= 2, "acknowledges at the pauses"
-    assert all(b - a >= 5.0 for a, b in zip([e.t for e in bcs], [e.t for e in bcs][1:])), "not too often"
+    assert bcs[0].t >= cfg.bc_min_speech_s, "after a stretch of the user's speech"
+    assert all(b - a >= cfg.bc_min_gap_s for a, b in zip([e.t for e in bcs], [e.t for e in bcs][1:])), "not too often"
     assert not kinds(ev, "turn.end") and not kinds(ev, "playback.start")
 
 
@@ -94,8 +97,83 @@ def test_floor_policies():
     assert is_backchannel("Mm-hm.") and is_backchannel("oh, right") and is_backchannel("") and is_backchannel("Um.")
     assert not is_backchannel("wait, what?") and not is_backchannel("yeah but no I meant Tuesday")
     assert text_rule("What time is it?") > 0.8 and text_rule("and then we went to the") < 0.2
-    rule = FloorRule()
-    assert rule.wait_s(1.0) == pytest.approx(0.2) and rule.wait_s(0.0) == pytest.approx(1.8)
+    rule, cfg = FloorRule(), DuplexConfig()
+    assert rule.wait_s(1.0) == pytest.approx(cfg.min_silence_s)
+    assert rule.wait_s(0.0) == pytest.approx(cfg.min_silence_s + cfg.max_extra_s)
+
+
+def test_same_request_keeps_what_does_not_change_the_answer():
+    assert same_request("how are you", "How are you?")                              # case, punctuation
+    assert same_request("What time is it?", "what time is it um")                   # a trailing filler
+    assert same_request("what time is it, so", "What time is it?")                  # ... either way
+    assert same_request("Um, what's the weather in Paris?", "What's the weather in Paris?")
+    assert same_request("what is a capital of France", "What is the capital of France?")  # one minor word
+    assert same_request("tell me about the moon", "tell me about moon")
+    assert same_request("what time is it", "What time is it, please?")
+    assert same_request("It costs 20 dollars.", "it costs twenty dollars")           # digits as words
+
+
+def test_same_request_redrafts_what_does():
+    assert not same_request("what time is it", "what time is it in Tokyo?"), "the user said more"
+    assert not same_request("what time is it", "what time is it now")                # one new content word
+    assert not same_request("I want the red one", "I don't want the red one")         # negation
+    assert not same_request("I want to go there", "I want to go there not")
+    assert not same_request("where is the station", "when is the station open") and \
+        not same_request("what is the train to Leeds", "which is the train to Leeds")  # question words
+    assert not same_request("book a table for 4", "book a table for 5")              # numbers
+    assert not same_request("book a table for two", "book a table for ten")
+    assert not same_request("book a flight to Paris", "book a flight to Perth")       # a content word
+    assert not same_request("what do you think", "what do I think")
+    assert not same_request("is it on", "is it in"), "short turns: one word is too much of it"
+    assert not same_request("the red one please", "")
+
+
+def run_revised(final: str, turn_model=None, cfg: Config | None = None):
+    """Asks "what time is it"; in the pause, after the reply is drafted, the recogniser revises it to ``final``."""
+    stt = InstantStt(by_time=[(0.0, "what time is it"), (2.0, final)], partials=True)   # ~2.3 s on the clock
+    llm = ScriptedLlm("It is three o'clock. Anything else?")
+    run = run_scripted("duplex", ScriptedStack(spans=[(0.5, 2.0)], llm=llm, stt=stt, turn_model=turn_model), 6.0,
+                       cfg=cfg)
+    (end,) = kinds(run.events, "turn.end")
+    (start,) = kinds(run.events, "playback.start")
+    assert [m[-1]["content"] for m in llm.calls] == [e.data["text"] for e in kinds(run.events, "draft.start")]
+    assert kinds(run.events, "draft.start")[0].t < kinds(run.events, "stt.partial")[-1].t, "drafted, then revised"
+    assert run.conversation.history[0] == {"role": "user", "content": final}, "the history has the final words"
+    return run.events, start.t - end.t
+
+
+def test_a_draft_is_kept_when_the_transcript_changes_only_in_form():
+    ev, latency = run_revised("What time is it?")   # taken at once: the question mark makes p(done) high
+    (kept,) = kinds(ev, "draft.kept")
+    assert kept.data == {"draft": "what time is it", "text": "What time is it?"}
+    assert len(kinds(ev, "draft.start")) == 1, "no second LLM call"
+    assert latency <= 0.021, "the draft's audio plays at the decision"
+
+
+class _UnsureAfterAWhile:
+    """A turn model sure enough to draft at the pause's start, then too unsure to redraft: the
+    revised transcript is first compared when the floor is taken."""
+
+    def for_conversation(self):
+        return self
+
+    def predict(self, audio, text, silence_s):
+        return 0.5 if silence_s < 0.15 else 0.2
+
+
+def test_a_draft_is_kept_at_the_floor_through_a_trailing_filler():
+    # Drafting only above P 0.3 (the default drafts in every pause): the revision is first met at the floor.
+    ev, latency = run_revised("What time is it, um", turn_model=_UnsureAfterAWhile(),
+                              cfg=Config().with_(duplex={"draft_p": 0.3}))
+    (kept,) = kinds(ev, "draft.kept")
+    assert kept.t == kinds(ev, "turn.end")[0].t, "compared when the floor is taken"
+    assert len(kinds(ev, "draft.start")) == 1 and latency <= 0.021
+
+
+def test_a_draft_is_redone_when_the_user_said_more():
+    ev, _ = run_revised("what time is it in Tokyo?")
+    assert not kinds(ev, "draft.kept")
+    assert [e.data["text"] for e in kinds(ev, "draft.start")] == ["what time is it", "what time is it in Tokyo?"]
 
 
 # -- on real recordings, in real time, with the embedded models ----------------------------------------

@@ -44,9 +44,10 @@ def live_take_floor(grid, curve, text: str, gap_s: float) -> tuple[float | None,
 
 
 def test_the_schedule_and_rule_replay_as_expected():
-    rule = FloorRule(DuplexConfig())
-    assert rule.replay(lambda s: 1.0) == pytest.approx(0.2, abs=0.021)     # sure: the shortest gap
-    assert rule.replay(lambda s: 0.0) == pytest.approx(1.8, abs=0.021)     # unsure: the fallback
+    cfg = DuplexConfig()
+    rule = FloorRule(cfg)
+    assert rule.replay(lambda s: 1.0) == pytest.approx(cfg.min_silence_s, abs=0.021)     # sure: the shortest gap
+    assert rule.replay(lambda s: 0.0) == pytest.approx(cfg.min_silence_s + cfg.max_extra_s, abs=0.021)  # the fallback
     schedule = PauseSchedule(DuplexConfig(), 0.02)
     asks = [schedule.next(round(0.02 * j, 3)) for j in range(1, 12)]
     assert asks[:4] == [None, None, "words", "p"] and asks[4:8] == [None, None, "p", None]
@@ -80,4 +81,5 @@ def test_replay_equals_the_live_decision_on_every_dev_pause(shared_data):
             mismatches.append((pause.source, round(pause.end_s, 2), expected, live))
         taken += live is not None
     assert not mismatches, mismatches
-    assert taken >= len(pauses) // 2, "most pauses are decided inside the run (the comparison is not vacuous)"
+    # Not vacuous: the floor is taken in many pauses and withheld in many others.
+    assert taken >= 20 and len(pauses) - taken >= 20, taken

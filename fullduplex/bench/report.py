@@ -2,9 +2,14 @@
 
 Scores are cached per scenario run (``score.json`` beside its ``output.wav``, with the words used),
 so a report after a resumed run transcribes only what is new. Writes into DIR:
-``report.md`` (architectures x metrics, medians and p90, FDB's published rows for reference),
-``report.json`` (every number, per scenario and aggregated), ``plots/<agent>/<scenario>.png`` (both
-streams on one time axis) and ``summary.png``.
+``report.md`` (architectures x metrics, medians and p90, FDB's published rows for reference; then
+the floor decisions beside FDB's word-based numbers: answers vs backchannels, ``answers.py``, with the
+real listeners' backchannel rate from the shared recordings' RTTMs), ``report.json`` (every number,
+per scenario and aggregated), ``plots/<agent>/<scenario>.png`` (both streams on one time axis) and
+``summary.png``.
+
+The answer numbers are not cached in ``score.json``: they are recomputed on every report from the
+cached words and the run's ``timeline.jsonl`` (cheap), so older cached scores get them too.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from ..audio.recorder import read_timeline
 from ..runtime.latency import breakdown
 from ..errors import UserError
 from ..models.stt import Word
-from . import metrics
+from . import answers, metrics
 from .runner import BENCH_FILE, RUN_FILE, scenario_dir
 from .scenarios import Scenario, load_suite
+from .suite import DEFAULT_DATA_DIR
 
 SCORE_FILE = "score.json"
 
@@ -62,6 +68,18 @@ COLUMNS = [  # (key in the summary, header, format)
     ("response", "own timeline: speech end → audio s", "{:.2f}"),
 ]
 
+# Floor decisions beside FDB's word-based numbers (answers.py): answers vs backchannels.
+FLOOR_COLUMNS = [
+    ("turn_latency", "FDB turn latency s ↓ med (p90)", "{:.2f}"),
+    ("answer_onset", "answer onset s ↓ med (n)", "{:.2f}"),
+    ("answer_early", "answer before turn end ↓", "{:.0%}"),
+    ("pause_tor", "FDB pause TOR ↓", "{:.2f}"),
+    ("answer_in_pause", "answer in pause ↓", "{:.0%}"),
+    ("pause_answered", "answer anywhere in pause scenario ↓", "{:.0%}"),
+    ("agent_bc_per_user_min", "agent BCs per user-min (pooled)", "{:.1f}"),
+    ("answer_sources", "answers from", "{}"),
+]
+
 
 def _json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
@@ -92,10 +110,19 @@ def score_runs(out_dir: Path, scenarios: list[Scenario], stt=None, log=print) ->
                 write_text(score_path, json.dumps(row, indent=1, default=float))
             row.update({k: v for k, v in _json(folder / RUN_FILE).items() if k not in row})
             row.update(timeline_stats(folder / "timeline.jsonl"))
+            row.update(answer_row(scenario, row, folder / "timeline.jsonl"))
+            row["recordings"] = list(scenario.recordings)
             rows.setdefault(agent, []).append(row)
     if not rows:
         raise UserError(f"{out_dir}: no finished scenario runs to report; run `fullduplex bench run` first")
     return rows
+
+
+def answer_row(scenario: Scenario, row: dict, timeline: Path) -> dict:
+    """Answers vs backchannels for one scored run: its event log where it logs playback, else its words."""
+    events = read_timeline(timeline) if timeline.exists() else []
+    words = [Word(w["text"], w["start"], w["end"]) for w in row.get("words", [])]
+    return answers.score_answers(scenario.kind, scenario.span, events, words)
 
 
 def timeline_stats(path: Path) -> dict:
@@ -148,8 +175,18 @@ def summarise(rows: list[dict]) -> dict:
         "step_p99_ms": float(np.max(step99)) if step99 else None,
         "queue_fill": max((r["queue_fill"] for r in rows if r.get("queue_fill") is not None), default=None),
         "jobs_refused": sum(r.get("jobs_refused", 0) for r in rows),
+        **_answer_summary(rows),
         "by_kind": agg,
     }
+
+
+def _answer_summary(rows: list[dict]) -> dict:
+    a = answers.aggregate_answers(rows)
+    return {"answer_onset": a["answer_onset_median"], "answer_onset_n": a["answer_onset_n"],
+            "answer_onset_of": a["turns"], "answer_early": a["answer_early"],
+            "answer_in_pause": a["answer_in_pause"], "pause_answered": a["pause_answered"],
+            "agent_bcs": a["agent_bcs"], "agent_bc_per_user_min": a["bc_per_user_min"],
+            "answer_sources": ", ".join(f"{k} {v}" for k, v in sorted(a["sources"].items())) or None}
 
 
 def _override_rate(rows: list[dict]) -> float | None:
@@ -164,6 +201,8 @@ def _cell(summary: dict, key: str, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     text = fmt.format(value)
+    if key == "answer_onset":   # how many turn scenarios had an answer after the end, of how many
+        return f"{text} ({summary.get('answer_onset_n')} of {summary.get('answer_onset_of')})"
     p90 = summary.get(f"{key}_p90")
     return f"{text} ({fmt.format(p90)})" if p90 is not None else text
 
@@ -182,8 +221,34 @@ def markdown_table(summaries: dict[str, dict], published: bool = True) -> str:
     return "\n".join(lines)
 
 
+def floor_table(summaries: dict[str, dict]) -> str:
+    head = "| agent | n | " + " | ".join(h for _, h, _ in FLOOR_COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(FLOOR_COLUMNS) + 2)]
+    for agent, s in summaries.items():
+        lines.append(f"| **{agent}** | {s['n']} | " + " | ".join(_cell(s, k, f) for k, _, f in FLOOR_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def reference_line(ref: dict | None) -> str:
+    """The real listeners' backchannel rate, for the agents' column beside it."""
+    if ref is None or ref["all"]["per_min"] is None:
+        return "Real listeners' backchannel rate: no conversations folder with RTTMs found."
+    a, two = ref["all"], ref["two_party"]
+    text = (f"Real listeners in the recordings (RTTM: a segment of at most {answers.LISTENER_BC_MAX_S:g} s by a "
+            f"non-floor speaker while the floor holder goes on within {answers.FLOOR_RESUME_S:g} s): "
+            f"**{a['per_min']:.1f} backchannels per minute of floor-holder speech** ({a['backchannels']} in "
+            f"{a['floor_min']:.1f} min, {a['recordings']} recordings)")
+    if two["per_min"] is not None:
+        text += (f"; two-speaker recordings only {two['per_min']:.1f} ({two['backchannels']} in "
+                 f"{two['floor_min']:.1f} min, {two['recordings']} recordings)")
+    return text + (". A rough reference: sparse AMI labels miss backchannels, and a short answer (\"yes.\") "
+                   "between the other's sentences counts as one.")
+
+
 def report(out_dir: str | Path, suite_dir: str | Path | None = None, stt=None, plots: bool = True,
-           log=print) -> dict:
+           log=print, data_dir: str | Path | None = None) -> dict:
+    """Score, aggregate and write the report. ``data_dir``: the shared data whose conversations/ give
+    the real listeners' backchannel rate (default ../shared/data beside the repo)."""
     out = Path(out_dir)
     if not out.is_dir():
         raise UserError(f"{out}: no such bench output folder")
@@ -204,8 +269,20 @@ def report(out_dir: str | Path, suite_dir: str | Path | None = None, stt=None, p
     for group, table in summaries.items():
         if table:
             md += [f"## {group} scenarios", "", markdown_table(table, published=(group != "synthetic")), ""]
+    reference = answers.reference_rate(Path(data_dir or DEFAULT_DATA_DIR) / "conversations")
+    md += ["## Floor decisions: answers vs backchannels", "",
+           "Beside FDB's word-based numbers: *answer onset* is the first agent answer (not a backchannel) "
+           "starting after the labelled turn end (median, with how many turn scenarios had one); *answer before "
+           "turn end* the share of turn scenarios where an answer started while the user held the floor; "
+           "*answer in pause* the share of pause scenarios with an answer starting inside the labelled pause. "
+           "Answers and backchannels come from the agent's event log, or from its transcript where the log has "
+           "no playback events (`fullduplex/bench/answers.py`).", "", reference_line(reference), ""]
+    for group, table in summaries.items():
+        if table:
+            md += [f"### {group} scenarios", "", floor_table(table), ""]
     write_text(out / "report.md", "\n".join(md))
     doc = {"suite": str(suite_dir), "summaries": summaries, "published": PUBLISHED,
+           "listener_reference": reference,
            "scenarios": {a: [{k: v for k, v in r.items() if k != "words"} for r in rs] for a, rs in rows.items()}}
     write_text(out / "report.json", json.dumps(doc, indent=1, default=float))
     if plots:

@@ -97,7 +97,23 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _run_one(agent: Agent | None, cfg: Config, agent_name: str, scenario: Scenario, out_dir: Path) -> dict:
+def held_out_turn_model(turn_models: Path | None, scenario: Scenario) -> str:
+    """The turn model that never heard the scenario's recording(s), from ``turn train --leave-one-out``'s
+    ``index.json`` (every recording any model learnt from -> the model trained without it); "" (the
+    committed model) when none of them is indexed: no model learnt from them (synthetic, FDB's, or a
+    recording without a labelled pause)."""
+    if turn_models is None or not scenario.recordings:
+        return ""
+    index = json.loads((turn_models / "index.json").read_text())
+    files = {index[r] for r in scenario.recordings if r in index}
+    if len(files) > 1:
+        raise UserError(f"{scenario.id}: its recordings {list(scenario.recordings)} are in different folds of "
+                        f"{turn_models}: no one model left them all out")
+    return str(turn_models / files.pop()) if files else ""
+
+
+def _run_one(agent: Agent | None, cfg: Config, agent_name: str, scenario: Scenario, out_dir: Path,
+             turn_model: str = "") -> dict:
     audio, _ = read_user_audio(scenario.input_path)
     if agent is None:   # a ws:// agent: streamed to the server in real time over Opus, recorded as heard
         from ..server.client import run_scenario
@@ -113,15 +129,22 @@ def _run_one(agent: Agent | None, cfg: Config, agent_name: str, scenario: Scenar
              "cpu_per_audio_s": round(result.cpu_per_audio_s, 3),
              "step_p50_ms": round(result.step_percentile(50), 3), "step_p99_ms": round(result.step_percentile(99), 3),
              "late_frames": result.late_frames, "frames": len(result.step_ms),
-             "queue_fill": round(result.queue_fill, 3), "jobs_refused": result.jobs_refused}
+             "queue_fill": round(result.queue_fill, 3), "jobs_refused": result.jobs_refused,
+             "turn_model": Path(turn_model).name if turn_model else "committed"}
     write_text(folder / RUN_FILE, json.dumps(stats, indent=1))
     return stats
 
 
 def run_bench(agents: list[str], suite_dir: str | Path, out_dir: str | Path, cfg: Config | None = None,
               jobs: int = 1, limit: int | None = None, kinds: list[str] | None = None,
-              sources: list[str] | None = None, log=print) -> BenchRun:
+              sources: list[str] | None = None, log=print, turn_models: str | Path | None = None) -> BenchRun:
+    """``turn_models``: a folder from ``fullduplex turn train --leave-one-out``: each real scenario runs
+    with the turn model trained without its recording (the committed one has heard them all)."""
     cfg = cfg or Config()
+    turn_models = Path(turn_models) if turn_models else None
+    if turn_models is not None and not (turn_models / "index.json").exists():
+        raise UserError(f"{turn_models}: no index.json; write the folder with "
+                        f"`fullduplex turn train --leave-one-out {turn_models}`")
     for name in agents:
         if name not in AGENTS and not is_remote(name):
             raise UserError(f"unknown agent {name!r}; choose from: {', '.join(AGENTS)}, or ws://HOST:PORT/api/chat")
@@ -151,21 +174,27 @@ def run_bench(agents: list[str], suite_dir: str | Path, out_dir: str | Path, cfg
     t0 = time.monotonic()
     local = threading.local()
 
-    def agent_for(name: str) -> Agent | None:
-        """One model stack per worker thread, one agent per architecture on it, prepared before its first call."""
+    def agent_for(name: str, turn_model: str = "") -> Agent | None:
+        """One model stack per worker thread, one agent per architecture (and turn model) on it, prepared
+        before its first call; another turn model shares the stack's other models."""
         if is_remote(name):
             return None
         if not hasattr(local, "agents"):
             local.models, local.agents = ModelStack(cfg), {}
-        if name not in local.agents:
-            local.agents[name] = make_agent(name, local.models, cfg)
-            local.agents[name].prepare()
-        return local.agents[name]
+        if (name, "") not in local.agents:
+            local.agents[name, ""] = make_agent(name, local.models, cfg)
+            local.agents[name, ""].prepare()
+        if (name, turn_model) not in local.agents:
+            models = local.models.with_turn_model(turn_model)
+            local.agents[name, turn_model] = make_agent(name, models, models.cfg)
+            local.agents[name, turn_model].prepare()
+        return local.agents[name, turn_model]
 
     def work(item):
         agent_name, scenario = item
         try:
-            _run_one(agent_for(agent_name), cfg, agent_name, scenario, out)
+            model = held_out_turn_model(turn_models, scenario)
+            _run_one(agent_for(agent_name, model), cfg, agent_name, scenario, out, model)
         except UserError as e:
             run.failed.append(f"{agent_name}/{scenario.id}: {e}")
         progress.advance(f"{agent_name}/{scenario.id}", sf_duration(scenario))

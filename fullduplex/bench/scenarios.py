@@ -16,7 +16,9 @@ under a folder whose name contains "backchannel" is one, and its numeric folder 
 human timing histogram in FDB's ``icc_gt_distribution.json``.
 
 Other files in a folder (FDB's ``transcription.json``, a model's ``output.wav``/``output.json``, …)
-are ignored, except an optional ``meta.json`` ``{"source": "real" | "synthetic" | "fdb", ...}``.
+are ignored, except an optional ``meta.json`` ``{"source": "real" | "synthetic" | "fdb", "recordings":
+[names], ...}`` (``recordings``: the recording(s) a real scenario was cut from, for scoring a model only
+on recordings it was not fitted on).
 
 ``load_suite`` never stops at a bad folder: each one becomes a ``ScenarioError`` that names the file
 and what is wrong, and the rest of the suite still runs.
@@ -50,6 +52,7 @@ class Scenario:
     annotation: list[dict] = field(default_factory=list)
     icc_key: str | None = None   # FDB backchannel id: key of its human histogram in icc_gt_distribution.json
     source: str = "fdb"          # "real" | "synthetic" | "fdb" (meta.json; FDB's own data by default)
+    recordings: tuple[str, ...] = ()   # source recording names (meta.json), empty when not given
 
     @property
     def span(self) -> tuple[float, float] | None:
@@ -128,17 +131,21 @@ def _check_input(path: Path) -> None:
         raise _Invalid(f"{path}: holds no audio samples")
 
 
-def _source(folder: Path) -> str:
+def _meta(folder: Path) -> tuple[str, tuple[str, ...]]:
+    """(source, recordings) from meta.json; ("fdb", ()) without one."""
     path = folder / META
     if not path.exists():
-        return "fdb"
+        return "fdb", ()
     meta = _read_json(path)
     if not isinstance(meta, dict):
         raise _Invalid(f'{path}: must be a JSON object like {{"source": "real"}}')
     source = meta.get("source", "fdb")
     if source not in SOURCES:
         raise _Invalid(f"{path}: 'source' must be one of {', '.join(SOURCES)}, not {source!r}")
-    return source
+    recordings = meta.get("recordings", [])
+    if not (isinstance(recordings, list) and all(isinstance(r, str) for r in recordings)):
+        raise _Invalid(f"{path}: 'recordings' must be a list of recording names, not {recordings!r}")
+    return source, tuple(recordings)
 
 
 def _load_one(root: Path, folder: Path) -> Scenario:
@@ -148,18 +155,19 @@ def _load_one(root: Path, folder: Path) -> Scenario:
     if len(present) > 1:
         raise _Invalid(f"{folder}: holds {' and '.join(present)}; a scenario has exactly one annotation file")
     _check_input(folder / INPUT)
-    source = _source(folder)
+    source, recordings = _meta(folder)
     if not present:
         # FDB's ICC backchannel folders: input.wav only, under e.g. icc_backchannel/.
         names = [root.name, *rel.parts]
         if not any("backchannel" in n.lower() for n in names):
             raise _Invalid(f"{folder}: no annotation file; add one of {', '.join(ANNOTATION_FILES)}")
         return Scenario(sid, "backchannel", folder, folder / INPUT, [],
-                        icc_key=folder.name if folder.name.isdigit() else None, source=source)
+                        icc_key=folder.name if folder.name.isdigit() else None, source=source, recordings=recordings)
     name = present[0]
     kind = ANNOTATION_FILES[name]
     annotation = _check_annotation(folder / name, kind, _read_json(folder / name))
-    return Scenario(sid, kind, folder, folder / INPUT, annotation, icc_key=None, source=source)
+    return Scenario(sid, kind, folder, folder / INPUT, annotation, icc_key=None, source=source,
+                    recordings=recordings)
 
 
 def _candidate_folders(root: Path) -> list[Path]:

@@ -44,6 +44,7 @@ LICENCE_FILES = {
     "pyannote": "pyannote-audio.MIT.txt",
     "jfk": "openai-whisper.MIT.txt",
     "lhotse": "lhotse.Apache-2.0.txt",
+    "amazon-transcribe": "amazon-transcribe-live-call-analytics.Apache-2.0.txt",
 }
 NON_COMMERCIAL = "Full-Duplex-Bench"  # CC BY-NC: evaluation only, never inside the suite we build
 
@@ -53,6 +54,8 @@ LICENCES_MD = """# Licences of this suite's audio
 |---|---|---|
 | `real/*/pyannote-sample-*` | the 2-speaker telephone sample shipped in pyannote-audio (original corpus not stated) | MIT (`pyannote-audio.MIT.txt`) |
 | `real/*/ami-es2003*` | AMI Meeting Corpus ES2003a/b, first 30 s of the mix | CC BY 4.0 (AMI Consortium, https://groups.inf.ed.ac.uk/ami/corpus/) |
+| `real/*/ami-pyannote-*` | AMI Meeting Corpus excerpts (30 s each) from pyannote-audio's test data | CC BY 4.0 (AMI); pyannote-audio MIT (`pyannote-audio.MIT.txt`) |
+| `real/*/phone-auto-repairs-49-*` | a role-played car-repair phone call from aws-samples/amazon-transcribe-live-call-analytics (8 kHz, both sides mixed) | Apache-2.0 (`amazon-transcribe-live-call-analytics.Apache-2.0.txt`) |
 | `real/*/ami-es2011a-*` | AMI Meeting Corpus ES2011a headset, 40-46 s, via lhotse's test fixtures | CC BY 4.0 (AMI); lhotse Apache-2.0 (`lhotse.Apache-2.0.txt`) |
 | `real/*/librispeech-*` | LibriSpeech 2412-153948-0000, via lhotse's test fixtures | CC BY 4.0 (LibriSpeech, Panayotov et al.); lhotse Apache-2.0 |
 | `real/*/ljspeech-*` | LJ Speech LJ002-0020 / LJ002-0035, via lhotse's test fixtures | public domain (LJ Speech); lhotse Apache-2.0 |

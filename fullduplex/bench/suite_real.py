@@ -12,6 +12,22 @@ Who speaks when comes from two label sets per recording:
   it), so it only vetoes a span when it says the other speaker overlaps by more than ``REF_TOL_S``.
 
 The asr/ clips have one speaker each: the whole clip (or its ``.segments.jsonl``) is the label.
+
+Every folder in conversations/ is read (17 folders, 15 recordings: ``ami-pyannote-dev00``/``dev01`` are
+AMI ES2003a/b's first 30 s again, so they are recognised by their audio and left out; see
+``load_recordings``). Turn ends and pauses come from the RTTM (with Silero VAD, as above). At most
+``MAX_PER_RECORDING`` pauses, turn ends and backchannel stretches per recording, spread over it, so the
+4-minute phone call does not outweigh the 30-second excerpts; a turn needs ``MIN_TURN_CONTEXT_S`` of
+clean context, a pause ``MIN_PAUSE_DROP_DB`` of quiet, and a scenario speech louder than
+``MIN_PEAK_DB``. With the shared data as shipped that is **92 real scenarios** (33 pause, 26
+turn-taking, 11 interruption, 22 backchannel; 11.7 min of input audio, was 55 and 7.3 min) from 10 of
+the 15 conversations plus the asr/ clips. The other five give no usable span: trn01 (no speech Silero
+finds), trn02 (one 0.7 s segment), trn09 (two speakers overlapping throughout), trn07 and tst00 (their
+clean turns are lone words, or far-field speech under -40 dBFS). The bench runs in real time: ~13 min
+per agent for the real part (the five CPU agents ~65 min), plus scoring. Each scenario's ``meta.json``
+names its source ``recordings``, for scoring a model on recordings it was not fitted on. Interruptions
+need transcribed utterances, so they come only from pyannote-sample and the asr/ clips, and are not
+capped.
 """
 
 from __future__ import annotations
@@ -44,12 +60,23 @@ TURN_SPLIT_S = 2.0     # a monologue stretch ends at a silence longer than this
 LABEL_TOL_S = 0.05     # other-speaker speech a span may hold, by the tight labels
 REF_TOL_S = 0.5        # ... and by the padded RTTM
 MIN_PIECE_S = 0.1      # RTTM-times-VAD slivers shorter than this are padding meeting the next speaker
+MAX_PER_RECORDING = 5  # pauses (turn ends, backchannel stretches) per recording: the bench runs in real
+                       # time, and the 4-min phone call alone offers 20 turn ends; kept ones are spread over it
+MIN_PAUSE_DROP_DB = 12.0   # a pause lies this far below the speech around it; in some AMI mixes a short VAD
+                           # gap is only ~9 dB down (another talker, room noise): not a pause
+MIN_TURN_CONTEXT_S = 0.5   # user audio kept before a turn end, at least: a lone word between
+                           # other talkers (0.1-0.4 s in the AMI meetings) says too little to answer
+MIN_PEAK_DB = -40.0    # a scenario whose loudest 50 ms of speech is quieter is a far-field meeting talker
+                       # (some AMI mixes), not what a voice agent hears: left out
+SAME_AUDIO_TOL = 1e-3  # two files this close sample by sample are one recording shipped twice
 
 # Clips that end on a complete sentence: their end is a turn end (not an observed turn change).
 ENDS_ON_SENTENCE = {"jfk", "librispeech-2412-153948-0000", "ami-es2011a-headset-40s-46s"}
 LICENCES = {
     "pyannote-sample": "MIT (pyannote-audio's sample; original corpus not stated)",
     "ami-es2003": "CC BY 4.0 (AMI Meeting Corpus)",
+    "ami-pyannote": "CC BY 4.0 (AMI Meeting Corpus, via pyannote-audio's test data, MIT)",
+    "phone-auto-repairs": "Apache-2.0 (aws-samples/amazon-transcribe-live-call-analytics)",
     "ami-es2011a": "CC BY 4.0 (AMI Meeting Corpus, via lhotse test fixtures, Apache-2.0)",
     "librispeech": "CC BY 4.0 (LibriSpeech, via lhotse test fixtures, Apache-2.0)",
     "ljspeech": "public domain (LJ Speech, via lhotse test fixtures, Apache-2.0)",
@@ -76,6 +103,7 @@ class Recording:
     licence: str
     label_files: str
     two_party: bool = True
+    aliases: tuple[str, ...] = ()   # other folders holding the same recording (left out)
 
     @property
     def duration(self) -> float:
@@ -171,10 +199,26 @@ def _clip(wav: Path, data: Path) -> Recording | None:
                      two_party=False)
 
 
+def _same_audio(a: np.ndarray, b: np.ndarray) -> bool:
+    return len(a) == len(b) and float(np.max(np.abs(a - b), initial=0.0)) < SAME_AUDIO_TOL
+
+
 def load_recordings(data: Path) -> list[Recording]:
-    recs = [_conversation(d, data) for d in sorted((data / "conversations").iterdir()) if d.is_dir()]
-    recs += [_clip(w, data) for w in sorted((data / "asr").glob("*.wav"))]
-    return [r for r in recs if r is not None]
+    """Every usable conversation and clip, each recording once: the shared data ships AMI ES2003a/b's
+    first 30 s twice (``ami-es2003?-first30s`` and ``ami-pyannote-dev00/01``, same RTTM, audio one LSB
+    apart); the first folder by name is kept and names the other in ``aliases``."""
+    recs: list[Recording] = []
+    for d in sorted((data / "conversations").iterdir()):
+        rec = _conversation(d, data) if d.is_dir() else None
+        if rec is None:
+            continue
+        twin = next((r for r in recs if _same_audio(r.audio, rec.audio)), None)
+        if twin is not None:
+            twin.aliases += (rec.name,)
+            continue
+        recs.append(rec)
+    recs += [r for r in (_clip(w, data) for w in sorted((data / "asr").glob("*.wav"))) if r is not None]
+    return recs
 
 
 # -- span arithmetic -----------------------------------------------------------------------------
@@ -278,9 +322,12 @@ def _silence(audio: np.ndarray, s: float, e: float) -> None:
 
 
 def _meta(rec: Recording, spans: str, speaker: str | None, **extra) -> dict:
+    """``recordings``: the source recording(s) by name, so a model can be scored on recordings it was not
+    fitted on (``same_recording_as``: other data folders holding the same audio)."""
     who = f", speaker {speaker}" if speaker and rec.two_party else ""
+    alias = {"same_recording_as": list(rec.aliases)} if rec.aliases else {}
     return {"source": "real", "origin": f"{rec.file} {spans}{who}; labels {rec.label_files}",
-            "licence": rec.licence, **extra}
+            "licence": rec.licence, "recordings": [rec.name], **alias, **extra}
 
 
 def _text_in(rec: Recording, speaker: str, s: float, e: float) -> str | None:
@@ -321,9 +368,34 @@ def _pauses(rec: Recording, skipped: list[str]) -> Iterator[Draft]:
         if start is None:
             skipped.append(f"{where}: {why}")
             continue
-        yield Draft("pause", f"{rec.name}-{g0:06.2f}", cut(rec.audio, start, end),
+        audio = cut(rec.audio, start, end)
+        drop = _pause_drop_db(audio, g0 - start, g1 - start)
+        if drop < MIN_PAUSE_DROP_DB:
+            skipped.append(f"{where}: only {drop:.0f} dB below the speech around it (a far-field gap, not silence)")
+            continue
+        # Silero on the cut (no state from before it) can split quiet speech the whole-file pass did not:
+        # an earlier pause in the context would be scored in place of the labelled one.
+        spans = _vad(audio)
+        earlier = [b[0] - a[1] for a, b in zip(spans, spans[1:]) if b[0] <= g0 - start + 0.05]
+        if any(gap >= MIN_PAUSE_S for gap in earlier):
+            skipped.append(f"{where}: VAD on the cut hears an earlier pause of {max(earlier):.2f} s")
+            continue
+        yield Draft("pause", f"{rec.name}-{g0:06.2f}", audio,
                     [{"text": "[PAUSE]", "timestamp": [ts(g0 - start), ts(g1 - start)]}],
                     _meta(rec, f"{start:.2f}-{end:.2f} s", speaker, transcript=_text_in(rec, speaker, start, end)))
+
+
+def _pause_drop_db(audio: np.ndarray, s: float, e: float, frame: int = 800) -> float:
+    """How far the pause [s, e] lies below the speech around it: the 90th percentile of the other 50 ms
+    frames' levels minus the pause's RMS level, in dB."""
+    a, b = n_samples(s), n_samples(e)
+    rest = np.concatenate([audio[:a], audio[b:]]).astype(np.float64)
+    n = len(rest) // frame
+    if n == 0 or b <= a:
+        return 0.0
+    frames = 20 * np.log10(np.maximum(np.sqrt(np.mean(rest[:n * frame].reshape(n, frame) ** 2, axis=1)), 1e-6))
+    pause = 20 * np.log10(max(float(np.sqrt(np.mean(audio[a:b].astype(np.float64) ** 2))), 1e-6))
+    return float(np.percentile(frames, 90)) - pause
 
 
 def _turn_takings(rec: Recording, skipped: list[str]) -> Iterator[Draft]:
@@ -339,6 +411,10 @@ def _turn_takings(rec: Recording, skipped: list[str]) -> Iterator[Draft]:
         start, why = _context_start(rec, speaker, turn[0].start, turn_end, keep)
         if start is None:
             skipped.append(f"{rec.name} turn end at {turn_end:.2f} s: {why}")
+            continue
+        if turn_end - start < MIN_TURN_CONTEXT_S:
+            skipped.append(f"{rec.name} turn end at {turn_end:.2f} s: only {turn_end - start:.2f} s of the turn is "
+                           f"clean (MIN_TURN_CONTEXT_S)")
             continue
         audio = np.concatenate([cut(rec.audio, start, keep), silence_s(TURN_SILENCE_S)])
         evidence = "clip ends on a complete sentence (no observed turn change)" if nxt is None else \
@@ -390,7 +466,7 @@ def _interrupts(recs: list[Recording], skipped: list[str]) -> Iterator[Draft]:
             yield Draft("interrupt", name, audio,
                         [{"context": u1.text, "interrupt": u2.text,
                           "timestamp": [ts(at + u2.start - s2), ts(at + u2.end - s2)]}],
-                        _meta(r1, spans, u1.speaker))
+                        _meta(r1, spans, u1.speaker, recordings=sorted({r1.name, r2.name})))
 
 
 def _backchannels(rec: Recording, skipped: list[str]) -> Iterator[Draft]:
@@ -432,15 +508,49 @@ def _backchannels(rec: Recording, skipped: list[str]) -> Iterator[Draft]:
                           speaker, listener=True, transcript=_text_in(rec, speaker, s, e)))
 
 
+def _spread(drafts: list[Draft], k: int) -> list[Draft]:
+    """At most ``k`` of ``drafts`` (in time order), evenly spaced: the whole recording, not its start."""
+    if len(drafts) <= k:
+        return drafts
+    return [drafts[i] for i in sorted({int(round(x)) for x in np.linspace(0, len(drafts) - 1, k)})]
+
+
+def peak_db(audio: np.ndarray, frame: int = 800) -> float:
+    """The loudest 50 ms frame's RMS level, dBFS."""
+    n = len(audio) // frame
+    if n == 0:
+        return -120.0
+    rms = np.sqrt(np.mean(audio[:n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1))
+    return float(20 * np.log10(max(rms.max(), 1e-6)))
+
+
+def _capped(drafts: Iterator[Draft], kind: str, skipped: list[str]) -> Iterator[Draft]:
+    groups: dict[tuple[str, ...], list[Draft]] = {}
+    for d in drafts:
+        level = peak_db(d.audio)
+        if level < MIN_PEAK_DB:
+            skipped.append(f"{'+'.join(d.meta['recordings'])} {kind} {d.name}: speech peaks at {level:.0f} dBFS "
+                           f"(a far-field talker; under {MIN_PEAK_DB:g})")
+            continue
+        groups.setdefault(tuple(d.meta["recordings"]), []).append(d)
+    for rec, group in groups.items():
+        kept = _spread(group, MAX_PER_RECORDING)
+        if len(kept) < len(group):
+            skipped.append(f"{'+'.join(rec)} {kind}: {len(group)} candidates, kept {len(kept)} spread over the "
+                           f"recording (MAX_PER_RECORDING)")
+        yield from kept
+
+
 def real_drafts(data: Path, kinds, skipped: list[str]) -> Iterator[Draft]:
-    """Every real scenario the data supports, kind by kind; candidates left out go to ``skipped``."""
+    """Every real scenario the data supports, kind by kind, at most MAX_PER_RECORDING pauses, turn ends
+    and backchannel stretches per recording; candidates left out go to ``skipped``."""
     recs = load_recordings(data)
     makers = {"pause": _pauses, "turn_taking": _turn_takings, "backchannel": _backchannels}
     for kind in ("pause", "turn_taking", "interrupt", "backchannel"):
         if kind not in kinds:
             continue
-        if kind == "interrupt":
+        if kind == "interrupt":   # not capped: only the transcribed recordings give them, 11 in all
             yield from _interrupts(recs, skipped)
         else:
             for rec in recs:
-                yield from makers[kind](rec, skipped)
+                yield from _capped(makers[kind](rec, skipped), kind, skipped)

@@ -39,7 +39,7 @@ from ..config import Config
 from ..turn.floor import FloorRule, PauseSchedule
 from .backchannels import BackchannelPicker
 from .ear import Ear
-from .floor_policy import BackchannelTiming, EndOfTurn, is_backchannel
+from .floor_policy import BackchannelTiming, EndOfTurn, is_backchannel, same_request
 from .stack import ModelStack
 from .talker import PREROLL_S, TalkingConversation, ThinkDone
 from .voice import Piece
@@ -64,13 +64,14 @@ class UserTurn:
 class Reply:
     turn: int
     gen: int
-    user_text: str
+    user_text: str                  # what the user said, as the history will record it (see _draft_fits)
     done: ThinkDone | None = None
     received: int = 0
     spoken: dict = field(default_factory=dict)   # piece index -> text the user has begun hearing
     playing: bool = False
     held: list | None = None        # set aside while the user talks over us
     yield_t: float = 0.0
+    drafted_from: str = ""          # the transcript the LLM answered (user_text until a draft is kept)
 
 
 class DuplexConversation(TalkingConversation):
@@ -197,7 +198,7 @@ class DuplexConversation(TalkingConversation):
         p = user.p_done
         if not (user.pause.ready and user.text):
             return   # decide only on the words up to this pause
-        if self.floor.draft(p) and (self.draft is None or self.draft.user_text != user.text):
+        if self.floor.draft(p) and not self._draft_fits(user, t):
             self._start_draft(user, t)
         if self.floor.take_floor(p, silence):
             self._take_floor(user, t, p, silence)
@@ -213,9 +214,7 @@ class DuplexConversation(TalkingConversation):
         self.emit("turn.end", user.id, t=t, speech_end=round(self.segmenter.last_speech_end, 6), p_done=round(p, 3),
                   silence_ms=round(silence * 1000), detector=self.end_of_turn.detector)
         self.emit("stt.final", user.id, t=t, text=user.text)   # the words the reply answers
-        if self.draft is None or self.draft.user_text != user.text:
-            if self.draft is not None:
-                self._drop_draft()
+        if not self._draft_fits(user, t):
             self._start_draft(user, t)
         self.reply, self.draft = self.draft, None
         self.playback.resume([[p_.audio, p_, 0] for p_ in self._held_draft])  # what the draft already has
@@ -229,11 +228,28 @@ class DuplexConversation(TalkingConversation):
         self.emit("backchannel", user.id, t=t, text=text, audio_s=round(seconds(len(audio)), 3))
 
     # -- drafts and replies --------------------------------------------------------------------------
+    def _draft_fits(self, user: UserTurn, t: float) -> bool:
+        """Whether the draft answers what the user has said. A transcript that changed only in ways
+        that do not change the request ("how are you" -> "How are you?", a trailing "um", one revised
+        "a"/"the") keeps the draft: redrafting would cost the LLM's first clause again (~0.5-1 s)."""
+        draft = self.draft
+        if draft is None:
+            return False
+        if draft.user_text == user.text:
+            return True
+        if not same_request(draft.drafted_from, user.text):   # against the drafted words: no creeping drift
+            return False
+        self.emit("draft.kept", user.id, t=t, draft=draft.drafted_from, text=user.text)
+        # The history records the final words: the answer fits them (same request), and the next
+        # turns' context should hold what the user said, not an earlier guess of the recogniser.
+        draft.user_text = user.text
+        return True
+
     def _start_draft(self, user: UserTurn, t: float) -> None:
         if self.draft is not None:
             self._drop_draft()
         gen = self.voice.new_generation()
-        self.draft = Reply(user.id, gen, user.text)
+        self.draft = Reply(user.id, gen, user.text, drafted_from=user.text)
         self._held_draft: list[Piece] = []
         self.emit("draft.start", user.id, t=t, text=user.text, p_done=round(user.p_done, 3))
         turn, text = user.id, user.text
@@ -298,7 +314,7 @@ class DuplexConversation(TalkingConversation):
         spoken = " ".join(r.spoken[i] for i in sorted(r.spoken))
         if r.playing:
             self.emit("playback.end", r.turn, t=t, text=spoken)
-        if r.user_text and spoken:
+        if r.user_text and spoken:   # the final words, also for a kept draft (see _draft_fits)
             self.history += [{"role": "user", "content": r.user_text}, {"role": "assistant", "content": spoken}]
         if self.user is not None and self.user.id == r.turn:   # nothing was said (an empty reply)
             self.ear.close()

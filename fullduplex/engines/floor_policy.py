@@ -5,6 +5,7 @@ has heard, so they can be tested alone. (When to take the floor is ``turn/floor.
   streaming transcript (a per-conversation view of the shared model), or a text rule without it.
 - ``BackchannelTiming``: when, while the user holds the floor, a short acknowledgement fits.
 - ``is_backchannel``: whether what the user said over the agent was only "mm-hm", "yeah", ...
+- ``same_request``: whether a reply drafted from an earlier transcript still answers the final one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import numpy as np
 
 from ..config import DuplexConfig
+from ..textnorm import normalize
 
 BACKCHANNEL_WORDS = frozenset(
     "mm mhm mmhm hm hmm uh huh uhhuh yeah yea yep yes yup right okay ok sure alright aha ah oh wow "
@@ -26,6 +28,48 @@ def is_backchannel(text: str, max_words: int = 3) -> bool:
     """True for "mm-hm", "yeah", "oh right", "I see", a lone "um" (and silence-like nothing), not content."""
     words = re.findall(r"[a-z']+", text.lower().replace("-", ""))
     return len(words) <= max_words and all(w in BACKCHANNEL_WORDS or w in FILLER_WORDS for w in words)
+
+
+# Hesitation sounds carry no request wherever the recogniser puts them (hyphenated "mm-hm" splits in two).
+_HESITATIONS = FILLER_WORDS | frozenset("hm hmm mm".split())
+# At the end of a turn these only trail off ("..., so", "..., yeah"); inside it they can be content.
+_TRAILING = frozenset("so yeah".split())
+# Short words a recogniser revises without changing what is asked: articles, "is/was", a preposition.
+# Negations (not, no, never, don't, can't...), question words (what, where, when, who, why, how,
+# which) and numbers are left out on purpose: one of those changes the answer. So are pronouns
+# ("I" vs "you") and words of direction ("to" vs "from").
+_MINOR = frozenset("a an the this that these those it its is are was were be been am and of in on at "
+                   "for with about just please really".split())
+SAME_REQUEST_MIN_WORDS = 4   # below this one word is too much of the request to let it change
+
+
+def _request_words(text: str) -> list[str]:
+    words = [w for w in normalize(text) if w not in _HESITATIONS]   # case, punctuation, digits -> words
+    while words and words[-1] in _TRAILING:
+        words.pop()
+    return words
+
+
+def same_request(draft_text: str, final_text: str) -> bool:
+    """True when a reply drafted from ``draft_text`` answers ``final_text`` as well: they are equal
+    but for case, punctuation and fillers, or differ by one minor word (substituted, inserted or
+    deleted) in a turn of ``SAME_REQUEST_MIN_WORDS`` words or more. False when the user said more
+    (a new content word) or a word that matters changed. Redrafting costs ~0.5-1 s of answer
+    latency; answering the wrong request costs more, so anything unsure is False."""
+    a, b = _request_words(draft_text), _request_words(final_text)
+    if a == b:
+        return True
+    if min(len(a), len(b)) < SAME_REQUEST_MIN_WORDS:
+        return False
+    # One edit at most: what is left between the common prefix and suffix is one word a side or less.
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    j = 0
+    while j < min(len(a), len(b)) - i and a[-1 - j] == b[-1 - j]:
+        j += 1
+    changed_a, changed_b = a[i:len(a) - j], b[i:len(b) - j]
+    return len(changed_a) <= 1 and len(changed_b) <= 1 and all(w in _MINOR for w in changed_a + changed_b)
 
 
 class EndOfTurn:

@@ -15,6 +15,7 @@ the test harness checks that nothing is added to it once conversations run.
 
 from __future__ import annotations
 
+import copy
 import sys
 import threading
 
@@ -70,7 +71,16 @@ class ModelStack:
     @property
     def turn_model(self):
         """The trained predictive end-of-turn model, or None where it is not available."""
-        return self._get("turn_model", _load_turn_model)
+        return self._get("turn_model", lambda: _load_turn_model(self.cfg.turn.model))
+
+    def with_turn_model(self, path: str) -> "ModelStack":
+        """The same loaded models with another turn model file (the bench's leave-one-recording-out runs:
+        each real scenario with a model that never heard its recording). Load the rest first."""
+        twin = copy.copy(self)
+        twin.cfg = self.cfg.with_(turn={"model": str(path)})
+        twin._loaded = {k: v for k, v in self._loaded.items() if k != "turn_model"}
+        twin.builds = []
+        return twin
 
     def load_all(self) -> None:
         """Load the cascade's models now (start-up), so the first turn does not pay for loading; check endpoints."""
@@ -79,7 +89,12 @@ class ModelStack:
         self.llm.check()
 
 
-def _load_turn_model():
+def _load_turn_model(path: str = ""):
+    if path:   # a file the user named: a problem with it is an error, not a fallback
+        from ..turn.model import TurnPredictor
+        predictor = TurnPredictor.load(path)
+        predictor.warm()
+        return predictor
     try:
         from ..turn.model import TurnPredictor
         predictor = TurnPredictor.load()

@@ -35,10 +35,13 @@ class ScriptedVad:
 
 class InstantStt:
     """Says ``text`` for any audio; with ``by_time`` [(t, text), ...] a stream says the text of the
-    latest entry whose time its audio has reached (time since the stream opened, pre-roll included)."""
+    latest entry whose time its audio has reached (time since the stream opened, pre-roll included).
+    With ``partials`` a stream also offers each new text unasked, as a streaming recogniser
+    refreshes its partial transcript (otherwise it answers only when asked)."""
 
-    def __init__(self, text: str = "hello there", by_time: list[tuple[float, str]] | None = None) -> None:
-        self.text, self.by_time = text, by_time
+    def __init__(self, text: str = "hello there", by_time: list[tuple[float, str]] | None = None,
+                 partials: bool = False) -> None:
+        self.text, self.by_time, self.partials = text, by_time, partials
 
     def transcribe(self, audio):
         return Transcript(self.text)
@@ -50,6 +53,7 @@ class InstantStt:
 class _ScriptedStream:
     def __init__(self, stt: InstantStt) -> None:
         self.stt, self.samples = stt, 0
+        self._offered = ""
 
     def _text(self) -> str:
         if self.stt.by_time is None:
@@ -59,6 +63,9 @@ class _ScriptedStream:
 
     def push(self, audio):
         self.samples += len(audio)
+        if self.stt.partials and (text := self._text()) != self._offered:
+            self._offered = text
+            return Transcript(text, final=False)
         return None
 
     def partial(self):

@@ -30,13 +30,17 @@ def cmd_turn_train(args: argparse.Namespace) -> int:
     data = replace(cfg.data, seed=args.seed, shared_dir=args.data,
                    **({"n_items": args.items} if args.items else {}),
                    **({"vap": False} if args.no_vap else {}),
-                   **({"transcripts": args.transcripts} if args.transcripts else {}),
-                   conversations=args.conversations)
+                   **({"transcripts": args.transcripts} if args.transcripts else {}))
     gbm = replace(cfg.gbm, seed=args.seed, **({"n_trees": args.trees} if args.trees else {}))
     cfg = replace(cfg, data=data, gbm=gbm, groups=groups if (args.groups or not args.small) else cfg.groups,
-                  target_cutoff=args.target_cutoff)
+                  target_cutoff=args.target_cutoff, conversations=args.conversations,
+                  real=bool(args.conversations) or args.learn_from in ("real", "both"),
+                  synthetic=args.learn_from in ("synthetic", "both"),
+                  **({"real_weight": args.real_weight} if args.real_weight is not None else {}))
+    if args.real_weight is not None and args.real_weight <= 0:
+        raise UserError(f"--real-weight must be positive, not {args.real_weight}")
     out = args.out or (FAST_MODEL if args.fast else DEFAULT_MODEL)
-    train(cfg, out, args.cache, progress=lambda msg: print(msg, file=sys.stderr))
+    train(cfg, out, args.cache, progress=lambda msg: print(msg, file=sys.stderr), leave_one_out=args.leave_one_out)
     return 0
 
 
@@ -56,13 +60,14 @@ def cmd_turn_eval(args: argparse.Namespace) -> int:
 
 
 def add_turn_commands(sub) -> None:
-    turn = sub.add_parser("turn", help="the predictive turn model: train it from synthesised speech, evaluate it on real speech",
+    turn = sub.add_parser("turn", help="the predictive turn model: train it (synthesised or real speech), evaluate it leaving one recording out",
                           description="Architecture 4's turn model: P(the user is done) from prosody, transcript "
                                       "markers, Smart Turn v3.2 and the silence so far.")
     tsub = turn.add_subparsers(dest="turn_command", metavar="STEP")
     turn.set_defaults(func=lambda a: turn.print_help() or 2)
     t = tsub.add_parser("train", help="synthesise training speech (cached), fit the model, write its JSON file",
-                        description="Deterministic given --seed. Synthesised audio and signals are cached under --cache.")
+                        description="Learns from synthesised speech (default), the real pauses of the shared recordings (or your "
+                                    "--conversations), or both. Deterministic given --seed; signals are cached under --cache.")
     t.add_argument("--out", default=None, help="model file (default fullduplex/turn/data/turn.json, or turn-fast.json with --fast)")
     t.add_argument("--fast", action="store_true", help="the model without Smart Turn (no ~60 ms call per pause)")
     t.add_argument("--groups", default=None, help="feature groups, comma-separated: silence,prosody,text,smart_turn,llm")
@@ -74,12 +79,21 @@ def add_turn_commands(sub) -> None:
                    help="what the text signals read: Moonshine's transcript (default) or the script")
     t.add_argument("--target-cutoff", type=float, default=0.10,
                    help="false cut-off rate allowed on the synthetic holds when choosing the threshold (default 0.10)")
-    t.add_argument("--small", action="store_true", help="a seconds-long run: 40 espeak turns, script transcripts, no Smart Turn")
+    t.add_argument("--small", action="store_true", help="a seconds-long run on synthesised speech only: 40 espeak turns, "
+                                                       "script transcripts, no Smart Turn")
     t.add_argument("--data", default=None, help="the shared data folder (default: ../shared/data beside the repo)")
     t.add_argument("--conversations", default=None, metavar="DIR",
-                   help="also learn from your own recorded conversations: DIR holds one folder per conversation "
-                        "with a mono .wav and an .rttm (who speaks when); every pause >= 200 ms becomes a shift or "
-                        "a hold. `turn eval` then leaves conversations of the same name out")
+                   help="learn from your own recorded conversations (instead of the shared ones): DIR holds one folder "
+                        "per conversation with a mono .wav and an .rttm (who speaks when); every pause >= 200 ms becomes "
+                        "a shift, a hold or a listener's backchannel")
+    t.add_argument("--learn-from", choices=["synthetic", "real", "both"], default="synthetic",
+                   help="synthesised speech and the VAP pairs (default: the committed turn.json), the real recordings' "
+                        "pauses (turn-real.json: better left one recording out, slower live), or both")
+    t.add_argument("--real-weight", type=float, default=None,
+                   help="with --learn-from both: how many synthetic pauses one real pause weighs (default 3)")
+    t.add_argument("--leave-one-out", default=None, metavar="DIR",
+                   help="also write one model per real recording, trained without it, into DIR (with index.json): "
+                        "`fullduplex bench run --turn-models DIR` runs each real scenario with a model that never heard it")
     t.add_argument("--cache", default="build/turn-data", help="cache folder (default build/turn-data)")
     t.set_defaults(func=cmd_turn_train)
     e = tsub.add_parser("eval", help="silence thresholds, Smart Turn and our model on real conversations and the VAP pairs",

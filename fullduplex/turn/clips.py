@@ -12,25 +12,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import UserError
 from .dataset import DataConfig, Dataset, Event, default_shared_dir
 from .synth import render_item
 from .vap import render_vap, vap_rows
 from .voices import Voices
-
-
-def conversation_events(folder: Path) -> tuple[dict[str, np.ndarray], list[Event]]:
-    """The labelled pauses of real conversations as training events (source "real", grouped by
-    conversation so that threshold folds never split one)."""
-    from .labels import conversation_pauses
-    pauses, audio = conversation_pauses(folder)
-    if not audio:   # no sub-folder held a .wav and an .rttm
-        raise UserError(f"{folder}: no conversation folders (each needs a .wav and an .rttm)")
-    if not pauses:
-        raise UserError(f"{folder}: no pause of 200 ms or more with a labelled speaker on both sides")
-    events = [Event(-1, p.end_s, p.done, None if p.done else p.gap_s, p.turn_start_s, "", "real", p.source)
-              for p in pauses]
-    return audio, events
 
 
 def build_clips(cfg: DataConfig, cache_dir: Path, progress: Callable[[str], None] = lambda m: None) -> Dataset:
@@ -63,16 +48,6 @@ def build_clips(cfg: DataConfig, cache_dir: Path, progress: Callable[[str], None
                 e.clip = len(clips)
             clips.append(audio)
             events += evs
-    if cfg.conversations:
-        audio_by_name, evs = conversation_events(Path(cfg.conversations))
-        clip_of = {}
-        for name, audio in audio_by_name.items():
-            clip_of[name] = len(clips)
-            clips.append(audio)
-        for e in evs:
-            e.clip = clip_of[e.group]
-        events += evs
-        progress(f"{len(evs)} labelled pauses from {len(clip_of)} conversations in {cfg.conversations}")
     path.parent.mkdir(parents=True, exist_ok=True)
     offsets = np.cumsum([0] + [len(c) for c in clips])
     flat = np.concatenate(clips) if clips else np.zeros(0, np.float32)

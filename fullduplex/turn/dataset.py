@@ -39,15 +39,10 @@ class DataConfig:
     llm: bool = False
     augment: bool = True
     shared_dir: str | None = None
-    conversations: str | None = None  # the user's own labelled conversations (``labels.py``), added as recorded
 
     def clips_key(self) -> str:
         d = {k: v for k, v in asdict(self).items() if k in ("n_items", "seed", "piper_share", "vap", "vap_exclude", "augment")}
         d["version"] = DATA_VERSION
-        if self.conversations:   # the files themselves, not the path: an edited RTTM is new data
-            from .labels import conversation_dirs
-            d["conversations"] = [[f.name, f.stat().st_size, f.stat().st_mtime_ns]
-                                  for c in conversation_dirs(Path(self.conversations)) for f in sorted(c.iterdir())]
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
     def signals_key(self) -> str:

@@ -1,35 +1,34 @@
-"""`fullduplex turn eval`: turn detectors on real speech the model never saw, and on the VAP pairs.
+"""`fullduplex turn eval`: turn detectors on real speech, each scored on recordings it was not fitted on.
 
 Pause sets
-- conversations: every pause >= 200 ms between Silero VAD speech segments of the real recordings in
-  ``conversations/`` whose speakers the RTTM labels name on both sides: the same speaker goes on
-  (hold) or the other one takes the turn (shift).
-- vap: the VAP phrase pairs: the short phrase's end is a shift; the long phrase cut where the short
-  one ends, followed by a pause (drawn per clip from the training distribution, seeded, or a fixed
-  ``hold_pause_s``), is a hold. Our model is scored by cross-validation
-  over phrase groups (a model trained without that phrase's clips).
-- monologue (holds only): pauses >= 200 ms inside the single-speaker clips of ``asr/`` (Silero VAD)
-  and ``vad/ten-vad-testset`` (hand labels): the speaker always goes on.
+- conversations: every labelled pause >= 200 ms of the real recordings in ``conversations/``
+  (``labels.py``: the other speaker takes the turn = shift; the speaker goes on = hold, or
+  backchannel when a listener said "mm-hm" in between: a hold for these scores). Recordings that
+  repeat another are left out, and so are pauses the RTTM cannot label honestly (counted).
+- monologue (holds only): pauses inside real single-speaker clips (``real.py``).
+- vap: the VAP phrase pairs (synthetic speech): the short phrase's end is a shift; the long phrase cut
+  there plus a pause is a hold; our model is cross-validated over phrase groups.
 
-Each detector gets the audio up to now and says "done" at some silence duration (its fire time):
+Our model on the real sets is always *left one recording out* (``real.loro_curves``): each recording's
+pauses get the P(done) curves of the committed model's recipe (its features, trees and real-pause
+weight) retrained without that recording. Each detector says "done" at some silence (its fire time):
 - silence T: fires at T.
 - Smart Turn v3.2 as Pipecat runs it: once, at 0.2 s of silence; done if P > 0.5 (answer ready
   after its compute time), else the 3 s fallback.
-- ours (threshold): P(done) on a 20 ms grid from 0.2 s (Smart Turn's answer joins once it is
-  computed); done at the model's training threshold, or the 2 s fallback.
-- the agent's floor rule: the same P(done) curve replayed through ``turn/floor.py`` — the schedule and
-  the rule (silence >= 0.2 s + 1.6 s * (1 - P)^2) the duplex and predictive conversations run live, so
-  this row is when the agent would take the floor (with instant models; ``tests/test_floor_replay.py``
-  checks that the live conversation decides the same on every dev pause).
+- ours, threshold: P(done) on a 20 ms grid from 0.2 s; done at the model's threshold or its fallback.
+- ours, the agent's floor rule: the same curve replayed through ``turn/floor.py`` (the schedule and
+  the rule the duplex and predictive conversations run live) with ``DuplexConfig``'s waits; and with
+  the waits chosen on the other recordings (``tuning.nested``: the honest score of fitted waits).
 
 Scores (``scoring.py``): false cut-offs, shifts detected within ``window_s`` (1 s), balanced accuracy,
-mean delay over the shifts (compute time and fallbacks included), and separation (does it fire
-earlier on shifts than on holds; 0.5 for any silence threshold), each with a 90 % bootstrap interval.
+mean delay over the shifts (fallbacks included), and separation (does it fire earlier on shifts than on
+holds; 0.5 for any silence threshold), each with a 90 % bootstrap interval; and each detector's
+trade-off, the way LiveKit's eot-bench reports it: false cut-offs at 0.3 / 0.5 / 0.8 s of mean delay,
+mean delay at 5 % and 10 % false cut-offs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -40,24 +39,24 @@ from typing import Callable
 import numpy as np
 
 from ..audio.frames import SAMPLE_RATE
+from ..config import DuplexConfig
 from ..errors import UserError
 from .clips import build_clips
-from ..config import DuplexConfig
 from .dataset import DataConfig, default_shared_dir
 from .event_signals import compute_signals
+from .features import SMART_TURN_AT_S
 from .floor import FloorRule
-from .features import SMART_TURN_AT_S, pause_signals
-from .gbm import Trees
-from .labels import Pause, conversation_pauses, read_audio, vad_segments
-from .scoring import auc, score, score_with_ci
-from .train import (DEFAULT_CACHE, MAX_SILENCE_S, TrainConfig, choose_threshold, fire_times, fit_trees,
-                    out_of_fold_curves, probability_curves, training_events)
+from .gbm import GbmParams, Trees
+from .labels import Pause
+from .real import conversation_set, fold_of, loro_curves, monologue_pauses, pause_set_signals
+from .scoring import auc, score, score_with_ci, tradeoff
+from .train import (DEFAULT_CACHE, MAX_SILENCE_S, fire_times, fit_trees, probability_curves, training_events)
+from .tuning import nested, rule_fires
 from .vap import render_vap, vap_rows
 
 SR = SAMPLE_RATE
 SILENCE_THRESHOLDS = (0.3, 0.5, 0.7, 1.0)
 SMART_TURN_FALLBACK_S = 3.0
-EVAL_VERSION = 1
 
 
 def vap_pauses(shared: Path, hold_pause_s: float | None, seed: int = 0) -> tuple[list[Pause], dict[str, np.ndarray]]:
@@ -73,102 +72,12 @@ def vap_pauses(shared: Path, hold_pause_s: float | None, seed: int = 0) -> tuple
     return pauses, audio
 
 
-def monologue_pauses(shared: Path, min_pause_s: float = 0.2) -> tuple[list[Pause], dict[str, np.ndarray]]:
-    pauses, audio = [], {}
-    for wav in sorted((shared / "asr").glob("*.wav")):
-        a = read_audio(wav)
-        audio[wav.stem] = a
-        segs = vad_segments(a)
-        for k in range(len(segs) - 1):
-            gap = segs[k + 1][0] - segs[k][1]
-            if gap >= min_pause_s:
-                pauses.append(Pause("monologue", wav.stem, segs[k][1], gap, False, max(segs[0][0], segs[k][1] - 8), wav.stem))
-    for scv in sorted((shared / "vad" / "ten-vad-testset").glob("*.scv")):
-        wav = scv.with_suffix(".wav")
-        if not wav.exists():
-            continue
-        fields = scv.read_text().strip().split(",")[1:]
-        spans = [(float(fields[i]), float(fields[i + 1])) for i in range(0, len(fields) - 2, 3) if fields[i + 2] == "1"]
-        a = read_audio(wav)
-        audio[wav.stem] = a
-        for k in range(len(spans) - 1):
-            gap = spans[k + 1][0] - spans[k][1]
-            if gap >= min_pause_s and spans[k][1] - spans[k][0] > 0.3:
-                pauses.append(Pause("monologue", wav.stem, spans[k][1], gap, False, max(spans[0][0], spans[k][1] - 8), wav.stem))
-    return pauses, audio
-
-
-# ----------------------------------------------------------------------------------------------------
-# Signals for the evaluation pauses (cached: Moonshine and Smart Turn are the slow part)
-
-def _until(audio: np.ndarray, t: float) -> np.ndarray:
-    return audio[:int(round(t * SR))]
-
-
-def eval_signals(pauses: list[Pause], audio: dict[str, np.ndarray], cache: Path, llm: bool,
-                 progress: Callable[[str], None]) -> dict:
-    """Fill ``p.signals``; return the measured per-call costs (ms)."""
-    key = hashlib.sha1(json.dumps([EVAL_VERSION, llm, SMART_TURN_AT_S] +
-                                  [[p.set, p.source, round(p.end_s, 4), round(p.turn_start_s, 4)] for p in pauses]
-                                  ).encode()).hexdigest()[:10]
-    path = cache / f"eval-signals-{key}.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        for p, s in zip(pauses, saved["signals"]):
-            p.signals = {k: (float("nan") if v is None else v) for k, v in s.items()}
-        return saved["costs"]
-    from ..config import SttConfig
-    from ..models.stt import load_stt
-    from ..models.smart_turn import SmartTurn
-    from .signals import prosody
-    stt = load_stt(SttConfig())
-    smart = SmartTurn()
-    lm = None
-    if llm:
-        from ..models.llm_eou import LlmEndOfUtterance
-        lm = LlmEndOfUtterance()
-    costs = {"smart_turn_ms": [], "prosody_ms": [], "stt_ms": [], "llm_ms": []}
-    t0 = time.time()
-    for i, p in enumerate(pauses):
-        a = audio[p.source]
-        until_end = _until(a, p.end_s)
-        t = time.perf_counter()
-        transcript = stt.transcribe(until_end[int(max(p.turn_start_s - 0.1, 0) * SR):]).text
-        costs["stt_ms"].append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        st = smart.probability(_until(a, p.end_s + SMART_TURN_AT_S))
-        costs["smart_turn_ms"].append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        prosody(until_end)
-        costs["prosody_ms"].append((time.perf_counter() - t) * 1000)
-        lp = float("nan")
-        if lm is not None:
-            t = time.perf_counter()
-            lp = lm.probability(transcript)
-            costs["llm_ms"].append((time.perf_counter() - t) * 1000)
-        p.signals = pause_signals(until_end, transcript, st, lp)
-        p.signals["transcript"] = transcript
-        if (i + 1) % 50 == 0:
-            progress(f"signals for {i + 1}/{len(pauses)} evaluation pauses ({time.time() - t0:.0f} s)")
-    summary = {k: (float(np.median(v)) if v else None) for k, v in costs.items()}
-    cache.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"costs": summary, "signals": [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in p.signals.items()} for p in pauses]}))
-    return summary
-
-
 # ----------------------------------------------------------------------------------------------------
 # Detectors and scores
 
 def smart_turn_fire(pauses: list[Pause], latency_s: float) -> np.ndarray:
     return np.array([SMART_TURN_AT_S + latency_s if p.signals["smart_turn"] > 0.5 else SMART_TURN_FALLBACK_S
                      for p in pauses])
-
-
-def model_fire(trees: Trees, threshold: float, pauses: list[Pause], latency_s: float,
-               max_silence_s: float = MAX_SILENCE_S) -> np.ndarray:
-    grid, curves = probability_curves(trees, pauses, latency_s=latency_s)
-    return fire_times(curves, grid, threshold, max_silence_s)
 
 
 def floor_rule_fire(grid: np.ndarray, curves: np.ndarray, rule: FloorRule | None = None) -> np.ndarray:
@@ -199,12 +108,6 @@ def vap_cross_validated_curves(trees_for: Callable[[tuple[str, ...]], Trees], pa
     return grid, curves
 
 
-def vap_cross_validated(trees_for: Callable[[tuple[str, ...]], Trees], threshold: float, pauses: list[Pause],
-                        latency_s: float, holdout: tuple[str, ...], max_silence_s: float = MAX_SILENCE_S) -> np.ndarray:
-    grid, curves = vap_cross_validated_curves(trees_for, pauses, latency_s, holdout)
-    return fire_times(curves, grid, threshold, max_silence_s)
-
-
 def vap_separation(trees: Trees, pauses: list[Pause], at_s: float = 0.3, latency_s: float = 0.06) -> float:
     from .features import vector
     p = trees.predict(np.array([vector(x.signals, at_s, trees.features, latency_s) for x in pauses]))
@@ -227,15 +130,55 @@ class EvalConfig:
     conversations: str | None = None     # labelled conversations to score on instead of the shared ones
 
 
+ALL = ("silence", "prosody", "text", "smart_turn")
+# (label, feature groups, training data: "real" | "synthetic" | a real pause's weight beside the synthetic ones)
 ABLATIONS = (
-    ("all: silence+prosody+text+smart turn", ("silence", "prosody", "text", "smart_turn")),
-    ("- smart turn (fast model)", ("silence", "prosody", "text")),
-    ("- prosody", ("silence", "text", "smart_turn")),
-    ("- text", ("silence", "prosody", "smart_turn")),
-    ("silence + smart turn", ("silence", "smart_turn")),
-    ("silence + prosody", ("silence", "prosody")),
-    ("silence + text", ("silence", "text")),
+    ("all signals", ALL, "real"),
+    ("- smart turn (the fast model)", ("silence", "prosody", "text"), "real"),
+    ("- prosody", ("silence", "text", "smart_turn"), "real"),
+    ("- text", ("silence", "prosody", "smart_turn"), "real"),
+    ("silence + smart turn", ("silence", "smart_turn"), "real"),
+    ("silence + prosody", ("silence", "prosody"), "real"),
+    ("silence + text", ("silence", "text"), "real"),
+    ("all signals, synthetic pauses only", ALL, "synthetic"),
+    ("all signals, synthetic + real (a real pause = 1)", ALL, 1.0),
+    ("all signals, synthetic + real (a real pause = 3)", ALL, 3.0),
+    ("all signals, synthetic + real (a real pause = 10)", ALL, 10.0),
 )
+
+
+@dataclass
+class Recipe:
+    """How the committed model was trained: what ``loro_curves`` repeats without each recording."""
+    groups: tuple[str, ...]
+    gbm: GbmParams
+    synthetic: bool               # learnt from the synthesised pauses
+    real_weight: float            # a real pause's weight (0: no real pause)
+    threshold: float = 0.5
+    max_silence_s: float = MAX_SILENCE_S
+
+    @classmethod
+    def of(cls, spec: dict) -> "Recipe":
+        t = spec["training"]
+        return cls(tuple(spec["groups"]), GbmParams(**t["gbm"]), bool(t.get("synthetic", True)),
+                   float(t.get("real_weight", 0.0)), float(spec["threshold"]), float(spec["max_silence_s"]))
+
+    @property
+    def label(self) -> str:
+        if not self.real_weight:
+            return "synthetic pauses only"
+        return "real pauses only" if not self.synthetic else f"synthetic + real (a real pause = {self.real_weight:g})"
+
+
+def recipe_curves(recipe: Recipe, synthetic: list, real: list[Pause], latency_s: float, trees: Trees | None = None,
+                  progress: Callable[[str], None] = lambda m: None) -> tuple[np.ndarray, np.ndarray]:
+    """Every real pause's P(done) curve from the recipe trained without its recording. A recipe without
+    real pauses never saw any recording: one model (``trees``, if given, is that model) serves all."""
+    if recipe.real_weight <= 0:
+        trees = trees or fit_trees(synthetic, recipe.groups, recipe.gbm)
+        return probability_curves(trees, real, latency_s=latency_s)
+    return loro_curves(synthetic if recipe.synthetic else [], real, recipe.groups, recipe.gbm, recipe.real_weight,
+                       latency_s, progress)
 
 
 def run_eval(cfg: EvalConfig, progress: Callable[[str], None] = lambda m: None) -> dict:
@@ -248,47 +191,52 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] = lambda m: None) 
     cache = Path(cfg.cache_dir)
     predictor = TurnPredictor.load(cfg.model)
     spec = predictor.spec
-    sets: dict[str, list[Pause]] = {}
-    audio: dict[str, np.ndarray] = {}
-    for name, loader in (("conversations", lambda: conversation_pauses(conversations)),
-                         ("vap", lambda: vap_pauses(shared, cfg.hold_pause_s)),
-                         ("monologue", lambda: monologue_pauses(shared))):
-        ps, au = loader()
-        sets[name] = ps
-        audio.update(au)
-    sets["conversations"], left_out = split_seen(sets["conversations"], spec)
-    if left_out:
-        progress(f"left out the conversations the model was trained on: {', '.join(left_out)}")
-    every = [p for ps in sets.values() for p in ps]
-    progress(f"{len(sets['conversations'])} conversation pauses "
-             f"({sum(p.done for p in sets['conversations'])} shifts), {len(sets['vap'])} VAP clips, "
-             f"{len(sets['monologue'])} monologue holds; computing signals ...")
-    costs = eval_signals(every, audio, cache, cfg.llm, progress)
+    recipe = Recipe.of(spec)
+    conv, mono = conversation_set(conversations), monologue_pauses(shared)
+    vap, vap_audio = vap_pauses(shared, cfg.hold_pause_s)
+    sets = {"conversations": conv.pauses, "vap": vap, "monologue": mono.pauses}
+    progress(f"real conversation pauses: {conv.counts.describe()}; {len(mono.pauses)} monologue holds, "
+             f"{len(vap)} VAP clips; computing signals ...")
+    costs = pause_set_signals(conv.pauses, conv.audio, cache, cfg.llm, progress)
+    for ps, au in ((mono.pauses, mono.audio), (vap, vap_audio)):
+        pause_set_signals(ps, au, cache, cfg.llm, progress)
     st_latency = costs["smart_turn_ms"] / 1000
-    costs["predict_ms"] = _time_predictor(predictor, sets["conversations"], audio)
+    costs["predict_ms"] = _time_predictor(predictor, conv.pauses, conv.audio)
 
-    # Training data, for the cross-validated VAP numbers and the ablation.
-    tcfg = TrainConfig(data=DataConfig(**{k: (tuple(v) if isinstance(v, list) else v)
-                                          for k, v in spec["training"]["data"].items()}),
-                       groups=tuple(spec["groups"]))
-    from .gbm import GbmParams
+    # The synthetic training data: for a recipe that learns from it, and for the ablation.
     holdout = tuple(spec["training"].get("vap_holdout", ()))
-    tcfg = replace(tcfg, gbm=GbmParams(**spec["training"]["gbm"]), vap_holdout=holdout)
-    train_data = build_clips(tcfg.data, cache, progress)
-    compute_signals(train_data, replace(tcfg.data, llm=True) if cfg.llm else tcfg.data, cache, progress)
-    train_events = train_data.events
+    train_events, synthetic = [], []
+    if recipe.synthetic or cfg.ablation:
+        known = DataConfig.__dataclass_fields__
+        data = DataConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in spec["training"]["data"].items()
+                             if k in known})
+        train_data = build_clips(data, cache, progress)
+        compute_signals(train_data, replace(data, llm=True) if cfg.llm else data, cache, progress)
+        train_events = train_data.events
+        synthetic = training_events(train_events, holdout)
+    real = conv.pauses + mono.pauses
+    grid, curves = recipe_curves(recipe, synthetic, real, st_latency, predictor.trees, progress)
+    folds = [fold_of(p) for p in real]
+    fires = rule_fires(grid, curves)
+    nested_fire, chosen = nested(fires, real, folds)
 
-    def trainer(groups, shipped=None):
+    def vap_trainer(groups, shipped=None):
         def fit_without(held):
-            if shipped is not None and set(held) == set(holdout):
+            if shipped is not None and (set(held) == set(holdout) and not recipe.real_weight or not recipe.synthetic):
                 return shipped          # the shipped model never saw these phrase groups
             skip = set(held) | set(holdout)
-            return fit_trees([e for e in train_events if not (e.source == "vap" and e.group in skip)], groups, tcfg.gbm)
+            events = [e for e in train_events if not (e.source == "vap" and e.group in skip)]
+            w = recipe.real_weight
+            return fit_trees(events + (real if w else []), groups, recipe.gbm,
+                             [1.0] * len(events) + ([w] * len(real) if w else []))
         return fit_without
 
-    results = {"sets": {}, "costs": costs, "model": predictor.describe(), "window_s": cfg.window_s, "left_out": left_out,
-               "conversations": str(conversations),
-               "hold_pause_s": cfg.hold_pause_s, "smart_turn_latency_s": st_latency}
+    label = f"ours v{predictor.version}" + (" (left one recording out)" if recipe.real_weight > 0 else "")
+    results = {"sets": {}, "costs": costs, "model": predictor.describe(), "window_s": cfg.window_s,
+               "conversations": str(conversations), "counts": conv.counts.describe(),
+               "recordings": sorted(conv.audio), "hold_pause_s": cfg.hold_pause_s, "smart_turn_latency_s": st_latency,
+               "recipe": {"groups": list(recipe.groups), "real_weight": recipe.real_weight, "data": recipe.label},
+               "nested_waits": {k: list(v) for k, v in chosen.items()}}
     for set_name, ps in sets.items():
         rows = {}
         for t in SILENCE_THRESHOLDS:
@@ -296,33 +244,29 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] = lambda m: None) 
         rows["Smart Turn v3.2 (Pipecat: 0.2 s, else 3 s)"] = score_with_ci(smart_turn_fire(ps, st_latency), ps,
                                                                           cfg.window_s)
         if set_name == "vap":
-            grid, curves = vap_cross_validated_curves(trainer(tuple(spec["groups"]), predictor.trees), ps,
-                                                      st_latency, holdout)
-            label = f"ours v{predictor.version} (cross-validated by phrase)"
+            g, c = vap_cross_validated_curves(vap_trainer(recipe.groups, predictor.trees), ps, st_latency, holdout)
+            name = f"ours v{predictor.version}" + (" (cross-validated by phrase)" if recipe.synthetic else "")
+            rows[f"{name}, threshold {recipe.threshold:.2f}"] = score_with_ci(
+                fire_times(c, g, recipe.threshold, recipe.max_silence_s), ps, cfg.window_s)
+            rows[f"{name}, the agent's floor rule"] = score_with_ci(floor_rule_fire(g, c), ps, cfg.window_s)
         else:
-            grid, curves = probability_curves(predictor.trees, ps, latency_s=st_latency)
-            label = f"ours v{predictor.version}"
-        rows[f"{label}, threshold {predictor.threshold:.2f}"] = score_with_ci(
-            fire_times(curves, grid, predictor.threshold, predictor.max_silence_s), ps, cfg.window_s)
-        rows[f"{label}, the agent's floor rule"] = score_with_ci(floor_rule_fire(grid, curves), ps, cfg.window_s)
+            idx = [i for i, p in enumerate(real) if p.set == set_name]
+            c = curves[idx]
+            rows[f"{label}, threshold {recipe.threshold:.2f}"] = score_with_ci(
+                fire_times(c, grid, recipe.threshold, recipe.max_silence_s), ps, cfg.window_s)
+            rows[f"{label}, the agent's floor rule (DuplexConfig)"] = score_with_ci(
+                floor_rule_fire(grid, c), ps, cfg.window_s)
+            rows[f"{label}, floor rule with waits chosen on the other recordings"] = score_with_ci(
+                nested_fire[idx], ps, cfg.window_s)
         results["sets"][set_name] = rows
-    held_vap = [p for p in sets["vap"] if p.group in holdout]
-    results["vap_heldout_auc"] = vap_separation(predictor.trees, held_vap, latency_s=st_latency) if held_vap else None
-    real = sets["conversations"] + sets["monologue"]
-    results["tradeoff"] = _tradeoff(predictor, real, probability_curves(predictor.trees, real, latency_s=st_latency),
-                                    cfg.window_s)
-    results["tradeoff_vap"] = _tradeoff(predictor, sets["vap"], vap_cross_validated_curves(
-        trainer(tuple(spec["groups"]), predictor.trees), sets["vap"], st_latency, holdout), cfg.window_s)
+    idx = [i for i, p in enumerate(real) if p.set == "conversations"]
+    results["tradeoff"] = _tradeoffs(conv.pauses, grid, curves[idx], fires[:, idx], st_latency)
+    held_vap = [p for p in vap if p.group in holdout or not recipe.synthetic]
+    results["vap_heldout_auc"] = (vap_separation(predictor.trees, held_vap, latency_s=st_latency)
+                                  if held_vap and not (recipe.synthetic and recipe.real_weight) else None)
     if cfg.ablation:
-        results["ablation"] = _ablation(training_events(train_events, holdout), tcfg, sets, st_latency, cfg,
-                                        trainer, holdout, progress)
+        results["ablation"] = _ablation(synthetic, real, recipe, st_latency, cfg, progress)
     return results
-
-
-def split_seen(pauses: list[Pause], spec: dict) -> tuple[list[Pause], list[str]]:
-    """Drop the pauses of conversations the model was trained on (``turn train --conversations``)."""
-    seen = set(spec.get("training", {}).get("conversations", []))
-    return [p for p in pauses if p.source not in seen], sorted(seen & {p.source for p in pauses})
 
 
 def _time_predictor(predictor, pauses: list[Pause], audio: dict[str, np.ndarray]) -> dict:
@@ -333,7 +277,7 @@ def _time_predictor(predictor, pauses: list[Pause], audio: dict[str, np.ndarray]
         a = audio[p.source]
         predictor.reset()
         for k, silence in enumerate((0.1, 0.2, 0.22, 0.24, 0.3)):
-            tail = _until(a, p.end_s + silence)[-int(10 * SR):]
+            tail = a[:int(round((p.end_s + silence) * SR))][-int(10 * SR):]
             t = time.perf_counter()
             predictor.predict(tail, p.signals.get("transcript", ""), silence)
             dt = (time.perf_counter() - t) * 1000
@@ -347,40 +291,45 @@ def _time_predictor(predictor, pauses: list[Pause], audio: dict[str, np.ndarray]
     return {"first_call_ms": med(first), "cached_call_ms": med(later), "call_with_smart_turn_ms": med(smart)}
 
 
-def _tradeoff(predictor, pauses: list[Pause], grid_curves, window_s: float) -> dict:
-    """Ours over thresholds (its own fallback) vs silence over durations."""
-    grid, curves = grid_curves
-    ours = []
-    for thr in np.round(np.arange(0.05, 0.96, 0.05), 2):
-        s = score(fire_times(curves, grid, thr, predictor.max_silence_s), pauses, window_s)
-        ours.append({"threshold": float(thr), "false_cutoffs": s["false_cutoffs"], "mean_delay_s": s["mean_delay_s"]})
-    silence = []
-    for t in np.round(np.arange(0.2, 2.01, 0.1), 2):
-        s = score(np.full(len(pauses), t), pauses, window_s)
-        silence.append({"silence_s": float(t), "false_cutoffs": s["false_cutoffs"], "mean_delay_s": s["mean_delay_s"]})
-    return {"ours": ours, "silence": silence}
+def _tradeoffs(pauses: list[Pause], grid: np.ndarray, curves: np.ndarray, rule_fires_: np.ndarray,
+               st_latency: float) -> dict:
+    """Each detector family over its setting: false cut-offs at fixed delays, delay at fixed cut-off rates."""
+    n = len(pauses)
+    st = np.array([p.signals["smart_turn"] for p in pauses])
+    thresholds = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    families = {
+        "silence (0.2-2 s)": [np.full(n, t) for t in np.round(np.arange(0.2, 2.01, 0.05), 2)],
+        "Smart Turn v3.2 (threshold x fallback)": [np.where(st > thr, SMART_TURN_AT_S + st_latency, fb)
+                                                   for thr in thresholds for fb in (1.0, 2.0, 3.0)],
+        "ours, threshold x fallback": [fire_times(curves, grid, thr, fb) for thr in thresholds for fb in (1.0, 1.5, 2.0)],
+        "ours, floor rule waits": list(rule_fires_),
+    }
+    return {name: tradeoff(fires, pauses) for name, fires in families.items()}
 
 
-def _ablation(train_events, tcfg: TrainConfig, sets, latency_s: float, cfg: EvalConfig, trainer, holdout,
+def _ablation(synthetic: list, real: list[Pause], recipe: Recipe, latency_s: float, cfg: EvalConfig,
               progress) -> list[dict]:
+    """Each variant's recipe left one recording out, the floor rule's waits nested the same way."""
     variants = list(ABLATIONS)
     if cfg.llm:
-        variants += [("+ LLM end-of-utterance", ("silence", "prosody", "text", "smart_turn", "llm")),
-                     ("silence + LLM", ("silence", "llm"))]
+        variants += [("+ LLM end-of-utterance", ALL + ("llm",), "real"), ("silence + LLM", ("silence", "llm"), "real")]
+    folds = [fold_of(p) for p in real]
+    conv = [i for i, p in enumerate(real) if p.set == "conversations"]
+    mono = [i for i, p in enumerate(real) if p.set == "monologue"]
     out = []
-    for label, groups in variants:
+    for label, groups, data in variants:
         progress(f"ablation: {label} ...")
-        grid, curves = out_of_fold_curves(train_events, groups, tcfg.gbm, tcfg.folds, tcfg.data.seed)
-        threshold, fallback, _ = choose_threshold(grid, curves, train_events, tcfg.target_cutoff)
-        trees = fit_trees(train_events, groups, tcfg.gbm)
+        r = replace(recipe, groups=groups, synthetic=data != "real",
+                    real_weight={"real": 1.0, "synthetic": 0.0}.get(data, data))
         lat = latency_s if "smart_turn" in groups else 0.0
-        row = {"variant": label, "groups": list(groups), "threshold": threshold, "max_silence_s": fallback}
-        for set_name, ps in sets.items():
-            if set_name == "vap":
-                fire = vap_cross_validated(trainer(groups, trees), threshold, ps, lat, holdout, fallback)
-            else:
-                fire = model_fire(trees, threshold, ps, lat, fallback)
-            row[set_name] = score(fire, ps, cfg.window_s)
+        grid, curves = recipe_curves(r, synthetic, real, lat)
+        fire, _ = nested(rule_fires(grid, curves), real, folds)
+        at_03 = curves[conv, list(grid).index(0.3) if 0.3 in grid else 5]
+        cps = [real[i] for i in conv]
+        row = {"variant": label, "groups": list(groups), "data": r.label,
+               "conversations": score_with_ci(fire[conv], cps, cfg.window_s),
+               "p_auc_at_0.3s": auc(at_03[[p.done for p in cps]], at_03[[not p.done for p in cps]]),
+               "monologue": score(fire[mono], [real[i] for i in mono], cfg.window_s)}
         out.append(row)
     return out
 
@@ -407,15 +356,17 @@ def _ci(interval, pct: bool = False) -> str:
 
 def format_report(results: dict) -> str:
     lines = [f"Model: {results['model']}",
+             f"Our model on the real sets: the recipe above (features {', '.join(results['recipe']['groups'])}; "
+             f"{results['recipe']['data']}) retrained without each recording in turn, so no recording is scored "
+             "by a model or a setting fitted to it.",
              f"A shift counts as detected when the detector fires within {results['window_s']:.1f} s; "
              "VAP holds are the long phrase cut at the short phrase's end plus a pause "
              + ("drawn per clip (log-normal, median 0.55 s, seeded)." if results["hold_pause_s"] is None
-                else f"of {results['hold_pause_s']:.1f} s."), ""]
-    if results.get("left_out"):
-        lines += [f"Left out (the model was trained on them): {', '.join(results['left_out'])}.", ""]
+                else f"of {results['hold_pause_s']:.1f} s."), "",
+             f"Recordings: {', '.join(results['recordings'])}.", f"Pauses: {results['counts']}.", ""]
     titles = {"conversations": f"Real conversations in {results.get('conversations', 'conversations/')} "
-                               "(pauses >= 200 ms; RTTM speakers)",
-              "vap": "VAP phrase pairs (short = turn ends, long = turn continues)",
+                               "(pauses >= 200 ms; RTTM speakers; backchannels count as holds)",
+              "vap": "VAP phrase pairs (synthetic speech; short = turn ends, long = turn continues)",
               "monologue": "Real monologue pauses (holds only)"}
     for set_name, rows in results["sets"].items():
         any_row = next(iter(rows.values()))
@@ -433,6 +384,21 @@ def format_report(results: dict) -> str:
         lines.append("")
         lines.append("[a, b]: 90 % bootstrap interval (shifts and holds resampled separately).")
         lines.append("")
+    waits = results.get("nested_waits", {})
+    if waits:
+        lines.append("Waits chosen on the other recordings (min silence, max extra): " + "; ".join(
+            f"{k} {v[0]:g}+{v[1]:g}" for k, v in sorted(waits.items())) + ".")
+        lines.append("")
+    if results.get("tradeoff"):
+        lines += ["### Trade-off on the real conversations (each detector over its setting, as LiveKit's eot-bench "
+                  "reports)", "", "| detector | false cut-offs at 0.3 / 0.5 / 0.8 s mean delay | mean delay at 5 % / 10 % "
+                  "false cut-offs |", "|---|---|---|"]
+        for name, t in results["tradeoff"].items():
+            cut = " / ".join(_pct(v) for v in t["cutoffs_at_delay"].values())
+            dl = " / ".join("—" if v is None else f"{v:.2f} s" for v in t["delay_at_cutoffs"].values())
+            lines.append(f"| {name} | {cut} | {dl} |")
+        lines += ["", "Read on the scored pauses themselves, like an ROC curve: it describes each detector's curve; "
+                  "it does not choose a setting.", ""]
     if results.get("vap_heldout_auc") is not None:
         lines.append(f"VAP phrase groups the shipped model never saw: P(done) at 0.3 s of silence ranks a short phrase's "
                      f"end above a long phrase's cut point in {results['vap_heldout_auc']:.0%} of pairs (AUC; chance 50 %).")
@@ -447,28 +413,17 @@ def format_report(results: dict) -> str:
                      else f"{c['predict_ms']['call_with_smart_turn_ms']:.0f} ms")
                  + (f" LLM end-of-utterance {c['llm_ms']:.0f} ms." if c.get("llm_ms") else ""))
     if "ablation" in results:
-        lines += ["", "### Ablation (each variant retrained on the same data; threshold chosen the same way)", "",
-                  "| variant | conversations: BA / cut-offs / delay / separation | VAP (cross-validated): BA / cut-offs "
-                  "/ delay / separation | monologue cut-offs |", "|---|---|---|---|"]
+        lines += ["", "### Ablation: which signal and which data carry the real-speech result", "",
+                  "Each variant retrained without each recording in turn; the floor rule's waits chosen on the other "
+                  "recordings. Conversations: separation of the floor rule's fire times, its false cut-offs and mean "
+                  "delay; P AUC: P(done) at 0.3 s of silence, shifts vs holds.", "",
+                  "| variant | training data | separation | false cut-offs | mean delay (s) | P AUC at 0.3 s "
+                  "| monologue cut-offs |", "|---|---|---|---|---|---|---|"]
         for r in results["ablation"]:
-            cells = []
-            for set_name in ("conversations", "vap"):
-                s = r[set_name]
-                cells.append(f"{_pct(s['balanced_accuracy'])} / {_pct(s['false_cutoffs'])} / {s['mean_delay_s']:.2f} s"
-                             f" / {_num(s['separation'])}")
-            lines.append(f"| {r['variant']} (P >= {r['threshold']:.2f}, fallback {r['max_silence_s']:.1f} s) | {cells[0]} | {cells[1]} | "
-                         f"{_pct(r['monologue']['false_cutoffs'])} |")
-    for key, title in (("tradeoff", "real pauses (conversation shifts and holds + monologue holds)"),
-                       ("tradeoff_vap", "VAP pairs (ours cross-validated by phrase)")):
-        t = results.get(key)
-        if not t:
-            continue
-        lines += ["", f"### Trade-off on the {title}: ours over its threshold vs a silence threshold", "",
-                  "| ours: P >= | false cut-offs | mean delay (s) | | silence (s) | false cut-offs | mean delay (s) |",
-                  "|---|---|---|---|---|---|---|"]
-        for a, b in zip(t["ours"], t["silence"][:len(t["ours"])]):
-            lines.append(f"| {a['threshold']:.2f} | {_pct(a['false_cutoffs'])} | {a['mean_delay_s']:.2f} | | "
-                         f"{b['silence_s']:.1f} | {_pct(b['false_cutoffs'])} | {b['mean_delay_s']:.2f} |")
+            s = r["conversations"]
+            lines.append(f"| {r['variant']} | {r['data']} | {_num(s['separation'])}{_ci(s['ci'].get('separation'))} "
+                         f"| {_pct(s['false_cutoffs'])} | {_num(s['mean_delay_s'])} | {_num(r['p_auc_at_0.3s'])} "
+                         f"| {_pct(r['monologue']['false_cutoffs'])} |")
     return "\n".join(lines)
 
 
@@ -477,7 +432,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
 
     def clean(o):
-        if isinstance(o, float) and math.isnan(o):
+        if isinstance(o, float) and (math.isnan(o) or math.isinf(o)):
             return None
         if isinstance(o, dict):
             return {k: clean(v) for k, v in o.items()}

@@ -69,3 +69,34 @@ def score_with_ci(fire: np.ndarray, pauses, window_s: float, n: int = BOOTSTRAP_
     out["ci"] = {k: (None if np.all(np.isnan(v)) else tuple(float(x) for x in np.nanquantile(v, [lo, hi])))
                  for k, v in draws.items()}
     return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# A detector's trade-off, the way LiveKit's eot-bench reports it: sweep its setting (a silence, a
+# threshold, the floor rule's waits), then read false cut-offs at a fixed delay and delay at a fixed
+# rate of false cut-offs. Read on the scored pauses themselves, like an ROC curve: it describes the
+# detector's curve, it does not pick a setting.
+
+DELAYS_S = (0.3, 0.5, 0.8)
+CUTOFF_RATES = (0.05, 0.10)
+
+
+def operating_points(fires: list[np.ndarray], pauses) -> list[tuple[float, float]]:
+    """(false cut-offs, mean delay over the shifts) for each setting's fire times."""
+    out = []
+    for fire in fires:
+        shift, hold, gap = _split(fire, pauses)
+        out.append((float(np.mean(hold < gap - 1e-9)) if len(hold) else float("nan"),
+                    float(np.mean(shift)) if len(shift) else float("nan")))
+    return out
+
+
+def tradeoff(fires: list[np.ndarray], pauses) -> dict:
+    """False cut-offs at each of ``DELAYS_S`` (the fewest among settings no slower on average) and the
+    mean delay at each of ``CUTOFF_RATES`` (the shortest among settings cutting off no more often);
+    None where no setting reaches it."""
+    points = operating_points(fires, pauses)
+    at_delay = {d: min((f for f, dl in points if dl <= d + 1e-9), default=None) for d in DELAYS_S}
+    at_rate = {c: min((dl for f, dl in points if f <= c + 1e-9), default=None) for c in CUTOFF_RATES}
+    return {"cutoffs_at_delay": {str(d): v for d, v in at_delay.items()},
+            "delay_at_cutoffs": {str(c): v for c, v in at_rate.items()}}

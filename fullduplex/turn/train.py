@@ -1,16 +1,25 @@
-"""`fullduplex turn train`: rebuild the turn model from synthesised speech (and the VAP phrase pairs,
-and any labelled real conversations given with ``--conversations``).
+"""`fullduplex turn train`: rebuild a turn model from synthesised speech and the VAP phrase pairs (the
+default: the recipe of the committed ``turn.json``), from real recordings (``--learn-from real``: the
+shared conversations and monologue pauses, or your own with ``--conversations``; the recipe of
+``turn-real.json``), or both.
 
-1. Synthesise the turns and compute each pause's signals (``clips.py``, ``event_signals.py``; cached
-   under ``--cache``).
+Which is better is measured, and the two measurements disagree (docs/turn/report.md): left one
+recording out, the model trained on real pauses separates real turn ends from holds at 0.67 [0.58,
+0.76] where the synthetic one scores 0.47 [0.37, 0.58] (synthesised prosody transfers backwards); but
+run live on the real dev bench it answers later (its P(done) at real turn ends is low, so it waits
+longer), so the live default stays the synthetic model until that is understood.
+
+1. Synthesise the turns and compute their signals (``clips.py``, ``event_signals.py``); label the real
+   pauses and compute theirs (``labels.py``, ``real.py``). All cached under ``--cache``. Mixed, a
+   real pause weighs ``real_weight`` synthetic ones.
 2. Expand every pause into rows, one per silence duration the predictor may be asked about
    (0.2-2 s): a turn end gives "done" at every duration; a hold of length P gives "not done" for the
    durations shorter than P (after that the speaker was talking again). Rows are weighted by the
    stretch of time they stand for, so the model estimates P(done | signals, still silent after s).
 3. Fit the gradient-boosted trees (``gbm.py``).
-4. Pick the operating threshold on out-of-fold predictions (folds by turn, so a turn's pauses are
-   never scored by a model that saw them): the lowest threshold whose false cut-off rate on the
-   synthetic holds stays within ``target_cutoff``.
+4. Pick the operating threshold on out-of-fold predictions (folds by turn or recording, so a pause is
+   never scored by a model that saw it): the lowest threshold whose false cut-off rate on the
+   training holds stays within ``target_cutoff``.
 5. Write one JSON file: trees, features, threshold, versions and the training summary.
 """
 
@@ -24,6 +33,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import UserError
 from .clips import build_clips
 from .dataset import DataConfig, Event
 from .event_signals import compute_signals
@@ -42,6 +52,9 @@ MAX_SILENCE_S = 2.0           # fallback: done after this much silence whatever 
 FALLBACKS_S = (1.0, 1.2, 1.5, 2.0)  # fallbacks the operating point may choose from
 # VAP phrase groups the shipped model never sees: the test suite and `turn eval` score it on them.
 VAP_HELD_OUT = ("basketball", "experiment", "psychology")
+# How many synthetic pauses one real pause weighs when both are used (1, 3 and 10 measured the same:
+# `turn eval --ablation`).
+REAL_WEIGHT = 3.0
 
 
 @dataclass(frozen=True)
@@ -49,9 +62,13 @@ class TrainConfig:
     data: DataConfig = DataConfig()
     groups: tuple[str, ...] = DEFAULT_GROUPS
     gbm: GbmParams = GbmParams()
-    target_cutoff: float = 0.10    # false cut-offs allowed on the synthetic holds when picking the threshold
+    target_cutoff: float = 0.10    # false cut-offs allowed on the training holds when picking the threshold
     folds: int = 3
     vap_holdout: tuple[str, ...] = VAP_HELD_OUT
+    synthetic: bool = True         # learn from synthesised speech and the VAP pairs (the committed live model)
+    real: bool = False             # learn from real recordings (the shared ones, or ``conversations``): turn-real.json
+    conversations: str | None = None   # your own labelled conversations instead of the shared ones
+    real_weight: float = REAL_WEIGHT
 
     @classmethod
     def small(cls, seed: int = 0) -> "TrainConfig":
@@ -68,16 +85,20 @@ def _row_weights(deltas: tuple[float, ...]) -> np.ndarray:
 
 
 def make_rows(events: list[Event], names: list[str], deltas: tuple[float, ...] = ROW_DELTAS,
-              latency_s: float = SMART_TURN_LATENCY_S) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+              latency_s: float = SMART_TURN_LATENCY_S,
+              event_weights: list[float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One row per (pause, silence duration); ``event_weights`` scales each pause's rows (real speech
+    counts for more than the synthetic bulk: ``TrainConfig.real_weight``)."""
     weights = _row_weights(deltas)
     X, y, w, idx = [], [], [], []
     for i, e in enumerate(events):
+        scale = 1.0 if event_weights is None else event_weights[i]
         for delta, wt in zip(deltas, weights):
             if not e.done and delta >= e.pause_s:
                 break
             X.append(vector(e.signals, delta, names, latency_s))
             y.append(1.0 if e.done else 0.0)
-            w.append(wt)
+            w.append(wt * scale)
             idx.append(i)
     y, w = np.asarray(y), np.asarray(w)
     if 0 < y.sum() < len(y):   # both classes carry the same total weight: probabilities stay in a usable range
@@ -112,22 +133,24 @@ def training_events(events: list[Event], vap_holdout: tuple[str, ...]) -> list[E
     return [e for e in events if not (e.source == "vap" and e.group in vap_holdout)]
 
 
-def fit_trees(events: list[Event], groups: tuple[str, ...], params: GbmParams) -> Trees:
+def fit_trees(events: list[Event], groups: tuple[str, ...], params: GbmParams,
+              event_weights: list[float] | None = None) -> Trees:
     names = feature_names(groups)
-    X, y, w, _ = make_rows(events, names)
+    X, y, w, _ = make_rows(events, names, event_weights=event_weights)
     return fit(X, y, names, params, weight=w, monotone=MONOTONE)
 
 
 def out_of_fold_curves(events: list[Event], groups: tuple[str, ...], params: GbmParams, folds: int,
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                       seed: int = 0, event_weights: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     group_ids = sorted({e.group for e in events})
     rng = np.random.default_rng(seed)
     fold_of = dict(zip(group_ids, rng.permutation(len(group_ids)) % folds))
     curves, grid = None, None
     for k in range(folds):
-        train = [e for e in events if fold_of[e.group] != k]
+        train_idx = [i for i, e in enumerate(events) if fold_of[e.group] != k]
         test_idx = [i for i, e in enumerate(events) if fold_of[e.group] == k]
-        trees = fit_trees(train, groups, params)
+        trees = fit_trees([events[i] for i in train_idx], groups, params,
+                          None if event_weights is None else [event_weights[i] for i in train_idx])
         grid, c = probability_curves(trees, [events[i] for i in test_idx])
         if curves is None:
             curves = np.zeros((len(events), len(grid)))
@@ -151,6 +174,25 @@ def choose_threshold(grid: np.ndarray, curves: np.ndarray, events: list[Event],
     return best["threshold"], best["max_silence_s"], table
 
 
+def real_training_pauses(cfg: TrainConfig, cache_dir: Path, progress: Callable[[str], None]) -> list:
+    """The real pauses to learn from, with their signals: your conversations (``cfg.conversations``), or
+    the shared conversations and monologue pauses."""
+    from .dataset import default_shared_dir
+    from .real import conversation_set, monologue_pauses, pause_set_signals
+    shared = Path(cfg.data.shared_dir) if cfg.data.shared_dir else default_shared_dir()
+    sets = [conversation_set(Path(cfg.conversations) if cfg.conversations else shared / "conversations")]
+    if not sets[0].audio:
+        raise UserError(f"{cfg.conversations}: no conversation folders (each needs a .wav and an .rttm)")
+    if not sets[0].pauses:
+        raise UserError(f"{cfg.conversations}: no pause of 200 ms or more with a labelled speaker on both sides")
+    if not cfg.conversations:
+        sets.append(monologue_pauses(shared))
+    for s in sets:
+        pause_set_signals(s.pauses, s.audio, cache_dir, progress=progress)
+    progress(f"real pauses: {sets[0].counts.describe()}")
+    return [p for s in sets for p in s.pauses]
+
+
 def model_spec(trees: Trees, threshold: float, max_silence_s: float, cfg: TrainConfig, summary: dict) -> dict:
     return {
         "format": MODEL_FORMAT,
@@ -166,23 +208,16 @@ def model_spec(trees: Trees, threshold: float, max_silence_s: float, cfg: TrainC
     }
 
 
-def train(cfg: TrainConfig = TrainConfig(), out: str | Path = DEFAULT_MODEL, cache_dir: str | Path = DEFAULT_CACHE,
-          progress: Callable[[str], None] = lambda m: None) -> dict:
-    t0 = time.time()
-    cache_dir = Path(cache_dir)
-    data_cfg = cfg.data
-    if "smart_turn" in cfg.groups and not data_cfg.smart_turn:
-        data_cfg = replace(data_cfg, smart_turn=True)
-    if "llm" in cfg.groups and not data_cfg.llm:
-        data_cfg = replace(data_cfg, llm=True)
-    data = build_clips(data_cfg, cache_dir, progress)
-    compute_signals(data, data_cfg, cache_dir, progress)
-    events = training_events(data.events, cfg.vap_holdout)
-    progress(f"{len(events)} pauses ({sum(e.done for e in events)} turn ends, {sum(not e.done for e in events)} holds); "
-             f"fitting {cfg.folds} out-of-fold models for the threshold ...")
-    grid, curves = out_of_fold_curves(events, cfg.groups, cfg.gbm, cfg.folds, data_cfg.seed)
+def fit_model(cfg: TrainConfig, data_cfg: DataConfig, synthetic: list, real: list,
+              progress: Callable[[str], None] = lambda m: None) -> tuple[dict, dict]:
+    """Fit the trees and choose the operating point: (the model's spec, the chosen point's scores)."""
+    events = synthetic + real
+    weights = [1.0] * len(synthetic) + [cfg.real_weight] * len(real)
+    progress(f"{len(events)} pauses ({len(real)} real; {sum(e.done for e in events)} turn ends, "
+             f"{sum(not e.done for e in events)} holds); fitting {cfg.folds} out-of-fold models for the threshold ...")
+    grid, curves = out_of_fold_curves(events, cfg.groups, cfg.gbm, cfg.folds, data_cfg.seed, weights)
     threshold, fallback, table = choose_threshold(grid, curves, events, cfg.target_cutoff)
-    trees = fit_trees(events, cfg.groups, cfg.gbm)
+    trees = fit_trees(events, cfg.groups, cfg.gbm, weights)
     chosen = next(r for r in table if r["threshold"] == threshold and r["max_silence_s"] == fallback)
     summary = {
         "data": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(data_cfg).items() if k != "shared_dir"},
@@ -190,18 +225,64 @@ def train(cfg: TrainConfig = TrainConfig(), out: str | Path = DEFAULT_MODEL, cac
         "pauses": len(events), "turn_ends": sum(e.done for e in events), "holds": sum(not e.done for e in events),
         "target_cutoff": cfg.target_cutoff,
         "vap_holdout": list(cfg.vap_holdout),
-        "conversations": sorted({e.group for e in events if e.source == "real"}),   # `turn eval` leaves these out
+        "synthetic": bool(synthetic),
+        "real_weight": (cfg.real_weight if synthetic else 1.0) if real else 0.0,
+        "real_pauses": len(real),
+        "conversations": sorted({p.source for p in real if p.set == "conversations"}),
+        "monologue_clips": sorted({p.source for p in real if p.set == "monologue"}),
         "out_of_fold": {"false_cutoffs": round(chosen["false_cutoffs"], 4),
                         "mean_delay_s": round(chosen["mean_delay_s"], 4)},
     }
-    spec = model_spec(trees, threshold, fallback, cfg, summary)
-    out = Path(out)
+    return model_spec(trees, threshold, fallback, cfg, summary), chosen
+
+
+def _write(spec: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
     tmp.write_text(json.dumps(spec, separators=(",", ":")))
     tmp.replace(out)
-    progress(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB): threshold {threshold:.2f}, fallback {fallback:.1f} s; "
-             f"out-of-fold false cut-offs "
-             f"{chosen['false_cutoffs']:.1%}, mean delay {chosen['mean_delay_s']:.2f} s on the training data; "
-             f"{time.time() - t0:.0f} s")
+
+
+def train(cfg: TrainConfig = TrainConfig(), out: str | Path = DEFAULT_MODEL, cache_dir: str | Path = DEFAULT_CACHE,
+          progress: Callable[[str], None] = lambda m: None, leave_one_out: str | Path | None = None) -> dict:
+    """Train and write the model to ``out``. ``leave_one_out``: also write, into that folder, one model
+    per real recording trained without it (monologue clips: per fold) and ``index.json`` (recording ->
+    model file), for ``fullduplex bench run --turn-models``: each real scenario then meets a model that
+    never heard its recording."""
+    from .real import fold_of
+    t0 = time.time()
+    cache_dir = Path(cache_dir)
+    data_cfg = cfg.data
+    if "smart_turn" in cfg.groups and not data_cfg.smart_turn:
+        data_cfg = replace(data_cfg, smart_turn=True)
+    if "llm" in cfg.groups and not data_cfg.llm:
+        data_cfg = replace(data_cfg, llm=True)
+    if not (cfg.synthetic or cfg.real):
+        raise UserError("nothing to learn from: use real recordings, synthetic speech or both")
+    if leave_one_out and not cfg.real:
+        raise UserError("leaving each recording out needs real recordings to learn from")
+    synthetic = []
+    if cfg.synthetic:
+        data = build_clips(data_cfg, cache_dir, progress)
+        compute_signals(data, data_cfg, cache_dir, progress)
+        synthetic = training_events(data.events, cfg.vap_holdout)
+    real = real_training_pauses(cfg, cache_dir, progress) if cfg.real else []
+    spec, chosen = fit_model(cfg, data_cfg, synthetic, real, progress)
+    out = Path(out)
+    _write(spec, out)
+    progress(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB): threshold {spec['threshold']:.2f}, fallback "
+             f"{spec['max_silence_s']:.1f} s; out-of-fold false cut-offs {chosen['false_cutoffs']:.1%}, mean delay "
+             f"{chosen['mean_delay_s']:.2f} s on the training data; {time.time() - t0:.0f} s")
+    if leave_one_out:
+        folder, index = Path(leave_one_out), {}
+        folds = sorted({fold_of(p) for p in real})
+        for k, held in enumerate(folds):
+            kept = [p for p in real if fold_of(p) != held]
+            assert held not in {fold_of(p) for p in kept}
+            held_spec, _ = fit_model(cfg, data_cfg, synthetic, kept)
+            held_spec["training"]["left_out"] = sorted({p.source for p in real if fold_of(p) == held})
+            _write(held_spec, folder / f"{held}.json")
+            index.update({name: f"{held}.json" for name in held_spec["training"]["left_out"]})
+            progress(f"leave one out: {k + 1}/{len(folds)}: {folder / (held + '.json')} (without {held})")
+        _write(index, folder / "index.json")
     return spec
