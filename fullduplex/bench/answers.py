@@ -43,11 +43,15 @@ import numpy as np
 from ..engines.floor_policy import is_backchannel
 from ..events import Event
 from ..models.stt import Word
+from ..turn import labels
+from ..turn.labels import BACKCHANNEL_MAX_S, RESUME_WITHIN_S
 
 JOIN_GAP_S = 0.5       # words closer than this are one utterance (as the stop latency joins VAD segments)
 BC_MAX_S = 1.0         # a backchannel utterance is shorter than FDB's turn span
-LISTENER_BC_MAX_S = 1.0    # reference: a listener's segment this short can be a backchannel ...
-FLOOR_RESUME_S = 1.0       # ... when the floor holder spoke up to this long before it and goes on within this after
+# reference: a listener's segment this short can be a backchannel, when the floor holder spoke up to
+# FLOOR_RESUME_S before it and goes on within that after (the same bounds label the turn model's pauses)
+LISTENER_BC_MAX_S = BACKCHANNEL_MAX_S
+FLOOR_RESUME_S = RESUME_WITHIN_S
 
 ANSWER_KEYS = ("answer_source", "answer_onset", "answer_early", "answer_in_pause", "pause_answered", "agent_bcs")
 
@@ -164,12 +168,7 @@ Segment = tuple[str, float, float]   # (speaker, start, end)
 
 
 def read_rttm(path: str | Path) -> list[Segment]:
-    segs = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        f = line.split()
-        if len(f) >= 8 and f[0] == "SPEAKER":
-            segs.append((f[7], float(f[3]), float(f[3]) + float(f[4])))
-    return sorted(segs, key=lambda s: (s[1], s[2]))
+    return [(spk, s, e) for s, e, spk in labels.read_rttm(path)]
 
 
 def listener_backchannels(segs: list[Segment], max_s: float = LISTENER_BC_MAX_S,
