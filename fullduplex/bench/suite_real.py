@@ -43,6 +43,7 @@ from ..audio.frames import SAMPLE_RATE
 from ..audio.io import read_user_audio
 from ..config import VadConfig
 from ..models.vad import SileroVad, SpeechSegmenter
+from ..turn.labels import same_recording
 from .draft import FADE_S, Draft, cut, n_samples, silence_s, ts
 
 PAD_S = 0.05           # real audio kept either side of a label, so no onset or release is clipped
@@ -68,7 +69,6 @@ MIN_TURN_CONTEXT_S = 0.5   # user audio kept before a turn end, at least: a lone
                            # other talkers (0.1-0.4 s in the AMI meetings) says too little to answer
 MIN_PEAK_DB = -40.0    # a scenario whose loudest 50 ms of speech is quieter is a far-field meeting talker
                        # (some AMI mixes), not what a voice agent hears: left out
-SAME_AUDIO_TOL = 1e-3  # two files this close sample by sample are one recording shipped twice
 
 # Clips that end on a complete sentence: their end is a turn end (not an observed turn change).
 ENDS_ON_SENTENCE = {"jfk", "librispeech-2412-153948-0000", "ami-es2011a-headset-40s-46s"}
@@ -199,10 +199,6 @@ def _clip(wav: Path, data: Path) -> Recording | None:
                      two_party=False)
 
 
-def _same_audio(a: np.ndarray, b: np.ndarray) -> bool:
-    return len(a) == len(b) and float(np.max(np.abs(a - b), initial=0.0)) < SAME_AUDIO_TOL
-
-
 def load_recordings(data: Path) -> list[Recording]:
     """Every usable conversation and clip, each recording once: the shared data ships AMI ES2003a/b's
     first 30 s twice (``ami-es2003?-first30s`` and ``ami-pyannote-dev00/01``, same RTTM, audio one LSB
@@ -212,7 +208,7 @@ def load_recordings(data: Path) -> list[Recording]:
         rec = _conversation(d, data) if d.is_dir() else None
         if rec is None:
             continue
-        twin = next((r for r in recs if _same_audio(r.audio, rec.audio)), None)
+        twin = next((r for r in recs if same_recording(r.audio, rec.audio)), None)
         if twin is not None:
             twin.aliases += (rec.name,)
             continue
@@ -385,15 +381,20 @@ def _pauses(rec: Recording, skipped: list[str]) -> Iterator[Draft]:
                     _meta(rec, f"{start:.2f}-{end:.2f} s", speaker, transcript=_text_in(rec, speaker, start, end)))
 
 
-def _pause_drop_db(audio: np.ndarray, s: float, e: float, frame: int = 800) -> float:
+def _frame_db(audio: np.ndarray, frame: int = 800) -> np.ndarray:
+    """RMS level of each whole 50 ms frame, dBFS (floored at -120 dB)."""
+    n = len(audio) // frame
+    rms = np.sqrt(np.mean(np.asarray(audio[:n * frame], np.float64).reshape(n, frame) ** 2, axis=1))
+    return 20 * np.log10(np.maximum(rms, 1e-6))
+
+
+def _pause_drop_db(audio: np.ndarray, s: float, e: float) -> float:
     """How far the pause [s, e] lies below the speech around it: the 90th percentile of the other 50 ms
     frames' levels minus the pause's RMS level, in dB."""
     a, b = n_samples(s), n_samples(e)
-    rest = np.concatenate([audio[:a], audio[b:]]).astype(np.float64)
-    n = len(rest) // frame
-    if n == 0 or b <= a:
+    frames = _frame_db(np.concatenate([audio[:a], audio[b:]]))
+    if len(frames) == 0 or b <= a:
         return 0.0
-    frames = 20 * np.log10(np.maximum(np.sqrt(np.mean(rest[:n * frame].reshape(n, frame) ** 2, axis=1)), 1e-6))
     pause = 20 * np.log10(max(float(np.sqrt(np.mean(audio[a:b].astype(np.float64) ** 2))), 1e-6))
     return float(np.percentile(frames, 90)) - pause
 
@@ -515,13 +516,10 @@ def _spread(drafts: list[Draft], k: int) -> list[Draft]:
     return [drafts[i] for i in sorted({int(round(x)) for x in np.linspace(0, len(drafts) - 1, k)})]
 
 
-def peak_db(audio: np.ndarray, frame: int = 800) -> float:
+def peak_db(audio: np.ndarray) -> float:
     """The loudest 50 ms frame's RMS level, dBFS."""
-    n = len(audio) // frame
-    if n == 0:
-        return -120.0
-    rms = np.sqrt(np.mean(audio[:n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1))
-    return float(20 * np.log10(max(rms.max(), 1e-6)))
+    frames = _frame_db(audio)
+    return float(frames.max()) if len(frames) else -120.0
 
 
 def _capped(drafts: Iterator[Draft], kind: str, skipped: list[str]) -> Iterator[Draft]:

@@ -90,17 +90,14 @@ class ModelStack:
 
 
 def _load_turn_model(path: str = ""):
-    if path:   # a file the user named: a problem with it is an error, not a fallback
-        from ..turn.model import TurnPredictor
-        predictor = TurnPredictor.load(path)
-        predictor.warm()
-        return predictor
     try:
         from ..turn.model import TurnPredictor
-        predictor = TurnPredictor.load()
+        predictor = TurnPredictor.load(path or None)
         predictor.warm()
         return predictor
     except (ImportError, UserError) as e:  # no trained model: the engine uses its text rule
+        if path:   # a file the user named: a problem with it is an error, not a fallback
+            raise
         print(f"fullduplex: note: the predictive turn model is unavailable ({e}); using the text rule",
               file=sys.stderr)
         return None

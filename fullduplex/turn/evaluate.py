@@ -39,7 +39,6 @@ from typing import Callable
 import numpy as np
 
 from ..audio.frames import SAMPLE_RATE
-from ..config import DuplexConfig
 from ..errors import UserError
 from .clips import build_clips
 from .dataset import DataConfig, default_shared_dir
@@ -51,7 +50,7 @@ from .labels import Pause
 from .real import conversation_set, fold_of, loro_curves, monologue_pauses, pause_set_signals
 from .scoring import auc, score, score_with_ci, tradeoff
 from .train import (DEFAULT_CACHE, MAX_SILENCE_S, fire_times, fit_trees, probability_curves, training_events)
-from .tuning import nested, rule_fires
+from .tuning import nested, replay, rule_fires
 from .vap import render_vap, vap_rows
 
 SR = SAMPLE_RATE
@@ -78,12 +77,6 @@ def vap_pauses(shared: Path, hold_pause_s: float | None, seed: int = 0) -> tuple
 def smart_turn_fire(pauses: list[Pause], latency_s: float) -> np.ndarray:
     return np.array([SMART_TURN_AT_S + latency_s if p.signals["smart_turn"] > 0.5 else SMART_TURN_FALLBACK_S
                      for p in pauses])
-
-
-def floor_rule_fire(grid: np.ndarray, curves: np.ndarray, rule: FloorRule | None = None) -> np.ndarray:
-    """When the agent's floor rule takes the floor in each pause, given its P(done)-by-silence curve."""
-    rule = rule or FloorRule(DuplexConfig())
-    return np.array([rule.replay(lambda s, c=curve: float(np.interp(s, grid, c))) for curve in curves])
 
 
 def vap_folds(pauses: list[Pause], holdout: tuple[str, ...], folds: int = 3) -> list[tuple[str, ...]]:
@@ -248,14 +241,14 @@ def run_eval(cfg: EvalConfig, progress: Callable[[str], None] = lambda m: None) 
             name = f"ours v{predictor.version}" + (" (cross-validated by phrase)" if recipe.synthetic else "")
             rows[f"{name}, threshold {recipe.threshold:.2f}"] = score_with_ci(
                 fire_times(c, g, recipe.threshold, recipe.max_silence_s), ps, cfg.window_s)
-            rows[f"{name}, the agent's floor rule"] = score_with_ci(floor_rule_fire(g, c), ps, cfg.window_s)
+            rows[f"{name}, the agent's floor rule"] = score_with_ci(replay(g, c, FloorRule()), ps, cfg.window_s)
         else:
             idx = [i for i, p in enumerate(real) if p.set == set_name]
             c = curves[idx]
             rows[f"{label}, threshold {recipe.threshold:.2f}"] = score_with_ci(
                 fire_times(c, grid, recipe.threshold, recipe.max_silence_s), ps, cfg.window_s)
             rows[f"{label}, the agent's floor rule (DuplexConfig)"] = score_with_ci(
-                floor_rule_fire(grid, c), ps, cfg.window_s)
+                replay(grid, c, FloorRule()), ps, cfg.window_s)
             rows[f"{label}, floor rule with waits chosen on the other recordings"] = score_with_ci(
                 nested_fire[idx], ps, cfg.window_s)
         results["sets"][set_name] = rows
@@ -324,7 +317,7 @@ def _ablation(synthetic: list, real: list[Pause], recipe: Recipe, latency_s: flo
         lat = latency_s if "smart_turn" in groups else 0.0
         grid, curves = recipe_curves(r, synthetic, real, lat)
         fire, _ = nested(rule_fires(grid, curves), real, folds)
-        at_03 = curves[conv, list(grid).index(0.3) if 0.3 in grid else 5]
+        at_03 = curves[conv, int(np.argmin(np.abs(grid - 0.3)))]
         cps = [real[i] for i in conv]
         row = {"variant": label, "groups": list(groups), "data": r.label,
                "conversations": score_with_ci(fire[conv], cps, cfg.window_s),

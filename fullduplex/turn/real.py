@@ -151,12 +151,18 @@ def fold_of(pause: Pause) -> str:
     return pause.group or pause.source
 
 
+def without(real: list[Pause], held_out: str) -> list[Pause]:
+    """The real pauses a model trained without ``held_out`` (a recording or a fold) may learn from."""
+    kept = [p for p in real if fold_of(p) != held_out]
+    assert held_out not in {fold_of(p) for p in kept}, "a held-out recording leaked into training"
+    return kept
+
+
 def loro_fit(synthetic: list, real: list[Pause], held_out: str, groups: tuple[str, ...], gbm: GbmParams,
              real_weight: float) -> Trees:
     """The model trained on the synthetic pauses and every real pause not of ``held_out``."""
     from .train import fit_trees
-    train = [p for p in real if fold_of(p) != held_out]
-    assert held_out not in {fold_of(p) for p in train}, "a held-out recording leaked into training"
+    train = without(real, held_out)
     events = list(synthetic) + train
     return fit_trees(events, groups, gbm, event_weights=[1.0] * len(synthetic) + [real_weight] * len(train))
 

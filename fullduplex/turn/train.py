@@ -180,11 +180,12 @@ def real_training_pauses(cfg: TrainConfig, cache_dir: Path, progress: Callable[[
     from .dataset import default_shared_dir
     from .real import conversation_set, monologue_pauses, pause_set_signals
     shared = Path(cfg.data.shared_dir) if cfg.data.shared_dir else default_shared_dir()
-    sets = [conversation_set(Path(cfg.conversations) if cfg.conversations else shared / "conversations")]
+    folder = Path(cfg.conversations) if cfg.conversations else shared / "conversations"
+    sets = [conversation_set(folder)]
     if not sets[0].audio:
-        raise UserError(f"{cfg.conversations}: no conversation folders (each needs a .wav and an .rttm)")
+        raise UserError(f"{folder}: no conversation folders (each needs a .wav and an .rttm)")
     if not sets[0].pauses:
-        raise UserError(f"{cfg.conversations}: no pause of 200 ms or more with a labelled speaker on both sides")
+        raise UserError(f"{folder}: no pause of 200 ms or more with a labelled speaker on both sides")
     if not cfg.conversations:
         sets.append(monologue_pauses(shared))
     for s in sets:
@@ -249,7 +250,7 @@ def train(cfg: TrainConfig = TrainConfig(), out: str | Path = DEFAULT_MODEL, cac
     per real recording trained without it (monologue clips: per fold) and ``index.json`` (recording ->
     model file), for ``fullduplex bench run --turn-models``: each real scenario then meets a model that
     never heard its recording."""
-    from .real import fold_of
+    from .real import fold_of, without
     t0 = time.time()
     cache_dir = Path(cache_dir)
     data_cfg = cfg.data
@@ -277,9 +278,7 @@ def train(cfg: TrainConfig = TrainConfig(), out: str | Path = DEFAULT_MODEL, cac
         folder, index = Path(leave_one_out), {}
         folds = sorted({fold_of(p) for p in real})
         for k, held in enumerate(folds):
-            kept = [p for p in real if fold_of(p) != held]
-            assert held not in {fold_of(p) for p in kept}
-            held_spec, _ = fit_model(cfg, data_cfg, synthetic, kept)
+            held_spec, _ = fit_model(cfg, data_cfg, synthetic, without(real, held))
             held_spec["training"]["left_out"] = sorted({p.source for p in real if fold_of(p) == held})
             _write(held_spec, folder / f"{held}.json")
             index.update({name: f"{held}.json" for name in held_spec["training"]["left_out"]})

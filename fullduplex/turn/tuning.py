@@ -30,13 +30,17 @@ GRID = tuple(product(MIN_SILENCE_S, MAX_EXTRA_S))
 TARGET_CUTOFFS = 0.15
 
 
+def replay(grid: np.ndarray, curves: np.ndarray, rule: FloorRule) -> np.ndarray:
+    """When ``rule`` takes the floor in each pause, given its P(done)-by-silence curve on ``grid``."""
+    return np.array([rule.replay(lambda s, c=c: float(np.interp(s, grid, c))) for c in curves])
+
+
 def rule_fires(grid: np.ndarray, curves: np.ndarray, base: DuplexConfig = DuplexConfig(),
                settings=GRID) -> np.ndarray:
     """Fire time (s of silence) of each setting (rows) on each pause (columns)."""
     out = np.zeros((len(settings), len(curves)))
     for i, (mn, extra) in enumerate(settings):
-        rule = FloorRule(replace(base, min_silence_s=mn, max_extra_s=extra))
-        out[i] = [rule.replay(lambda s, c=c: float(np.interp(s, grid, c))) for c in curves]
+        out[i] = replay(grid, curves, FloorRule(replace(base, min_silence_s=mn, max_extra_s=extra)))
     return out
 
 
