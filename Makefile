@@ -41,21 +41,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q -e '.[server]' 'playwright>=1.40'
 	@touch $@
 
-# The main job: every CPU architecture on the same real conversations (a small subset of the dev suite),
-# in real time, side by side. Finished runs are kept in out/demo-bench: a second `make demo` only reports.
-# Without ../shared/data (the recordings the suite is cut from) it simulates the default agent on
-# examples/demo_user.wav instead.
-DEMO_AGENTS ?= sequential,streaming,parallel,predictive,duplex
-DEMO_LIMIT  ?= 4
+# The main job: the five CPU architectures in real time on the same real phone calls (the demo set that
+# ships in fullduplex/bench/demo_suite: 8 scenarios, 2 of each kind), a plain-language summary, and
+# out/demo-bench/index.html to look at and listen to. Finished runs are kept: a second `make demo` only
+# reports. The full dev suite (from ../shared/data): `fullduplex bench build-suite` + `bench run`.
 demo: install
-	@if [ -d ../shared/data ]; then \
-	  test -d out/suite || $(BIN)/fullduplex bench build-suite --out out/suite; \
-	  $(BIN)/fullduplex bench run --agents $(DEMO_AGENTS) --suite out/suite --out out/demo-bench \
-	    --source real --limit $(DEMO_LIMIT); \
-	else \
-	  echo "../shared/data not found: simulating one conversation instead of the bench"; \
-	  $(BIN)/fullduplex simulate --input examples/demo_user.wav --out out/demo; \
-	fi
+	$(BIN)/fullduplex demo --out out/demo-bench
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -96,9 +96,7 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
     from .bench.runner import run_bench
 
     cfg = _config_from(args)
-    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
-    if not agents:
-        raise UserError("--agents needs at least one agent name")
+    agents = _agent_list(args.agents)
     kinds = [k.strip() for k in args.kinds.split(",")] if args.kinds else None
     sources = [k.strip() for k in args.source.split(",")] if args.source else None
     run = run_bench(agents, args.suite, args.out, cfg, jobs=args.jobs, limit=args.limit, kinds=kinds,
@@ -110,6 +108,35 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
         print(report(args.out, args.suite, log=lambda msg: print(msg, file=sys.stderr))["markdown"])
         print(f"\nreport: {Path(args.out) / 'report.md'}, {Path(args.out) / 'report.json'}, plots in {Path(args.out) / 'plots'}")
     return 1 if run.failed else 0
+
+
+def _agent_list(text: str) -> list[str]:
+    agents = [a.strip() for a in text.split(",") if a.strip()]
+    if not agents:
+        raise UserError("--agents needs at least one agent name")
+    return agents
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .bench.demo import plain_summary, run_demo
+
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    result = run_demo(args.out, tuple(_agent_list(args.agents)), _config_from(args), log=log)
+    print()
+    print(plain_summary({a: s for a, s in result["summaries"]["all"].items()}))
+    out = Path(args.out)
+    print(f"\nlisten and look: {out / 'index.html'} (open it in a browser); every number: {out / 'report.md'}")
+    return 0
+
+
+def cmd_bench_demo_set(args: argparse.Namespace) -> int:
+    from .bench.demo import DEMO_RULE, write_demo_set
+
+    picked = write_demo_set(args.suite, args.out)
+    print(DEMO_RULE)
+    print("\n".join(f"  {s.id}" for s in picked))
+    print(f"wrote {len(picked)} scenarios to {args.out}")
+    return 0
 
 
 def cmd_bench_report(args: argparse.Namespace) -> int:
@@ -330,6 +357,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", default=None, help="the suite the run used (default: recorded in DIR/bench.json)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG pictures")
     p.set_defaults(func=cmd_bench_report)
+
+    d = bsub.add_parser("demo-set", help="(maintainers) rewrite the packaged demo set from a dev suite by its written rule",
+                        description="Pick the demo's scenarios from a suite built by `bench build-suite`, by the rule in "
+                                    "fullduplex/bench/demo.py (DEMO_RULE), and copy them with their licences.")
+    d.add_argument("--suite", required=True, help="a suite built by `fullduplex bench build-suite`")
+    d.add_argument("--out", default=str(Path(__file__).resolve().parent / "bench" / "demo_suite"),
+                   help="where to write the demo set (default: the package's bench/demo_suite)")
+    d.set_defaults(func=cmd_bench_demo_set)
+
+    from .bench.demo import DEMO_AGENTS
+    p = sub.add_parser("demo", help="every CPU architecture on the same real phone calls: a summary, pictures and audio",
+                       description="Run the five CPU architectures in real time on the demo set shipped in the package "
+                                   "(8 real telephone scenarios, 2 of each kind), print a plain-language summary and write "
+                                   "<out>/index.html: per scenario, each architecture's timeline picture and the "
+                                   "conversation in stereo (caller left, agent right). Finished runs are kept: a second "
+                                   "run only reports.")
+    p.add_argument("--out", default="out/demo-bench", help="output folder (default out/demo-bench)")
+    p.add_argument("--agents", default=",".join(DEMO_AGENTS), help=f"comma-separated agents (default {','.join(DEMO_AGENTS)})")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_demo)
 
     add_turn_commands(sub)
     _add_moshi_commands(sub)
