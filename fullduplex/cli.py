@@ -162,12 +162,16 @@ def _add_moshi_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=d.device,
                    help="where Moshi runs: auto (a CUDA GPU when present, else the CPU, which is not real time), "
                         f"cpu, cuda or cuda:N (default {d.device})")
+    g.add_argument("--moshi-slots", type=int, default=d.slots, metavar="N",
+                   help="Moshi conversations batched on one loaded model, stepped together every 80 ms (serve: its "
+                        "session limit, one more gets 'busy'; bench: at least --jobs); 0 = automatic: 1 on a CPU, "
+                        "on CUDA as many as the free GPU memory holds (~2 GB each for Moshi 7B, at most 64)")
 
 
 def _moshi_section(args: argparse.Namespace) -> dict:
     d = Config().moshi
     return {"checkpoint_dir": getattr(args, "moshi_dir", None) or "", "hf_repo": getattr(args, "moshi_repo", d.hf_repo),
-            "device": getattr(args, "device", d.device)}
+            "device": getattr(args, "device", d.device), "slots": getattr(args, "moshi_slots", d.slots)}
 
 
 def _print_moshi_summary(events) -> None:
@@ -339,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {DEFAULT_AGENT})")
     r.add_argument("--suite", required=True, help="a folder of scenarios in FDB v1's layout (ours or FDB's own)")
     r.add_argument("--out", required=True, help="output folder (resumes if it holds an earlier run)")
-    r.add_argument("--jobs", type=int, default=1, help="scenarios at a time; capped at cores/2 (default 1)")
+    r.add_argument("--jobs", type=int, default=1, help="scenarios at a time; capped at cores/2, except moshi alone on a GPU: "
+                                                          "N slots of one batch (default 1)")
     r.add_argument("--limit", type=int, default=None, help="run only this many scenarios, spread over kinds")
     r.add_argument("--kinds", default=None, help="only these kinds: pause,turn_taking,interrupt,backchannel")
     r.add_argument("--source", default=None, help="only scenarios from these sources: real,synthetic,fdb")

@@ -119,6 +119,7 @@ class MoshiConfig:
     queue_frames: int = 2          # 80 ms frames waiting for the model; beyond this, frames are dropped (reported)
     playout_frames: int = 2        # decoded 80 ms frames buffered for playback; beyond this, the oldest audio is dropped
     threads: int = 1               # CPU torch threads: two cores are shared by everything (0: torch's default)
+    slots: int = 0                 # conversations batched on one model (0: 1 on a CPU, from free memory on CUDA)
 
 
 @dataclass(frozen=True)

@@ -24,3 +24,7 @@ class MissingPackage(UserError):
 
 class EndpointUnreachable(UserError):
     """A configured network endpoint (OpenAI-compatible LLM) cannot be reached."""
+
+
+class Busy(UserError):
+    """The agent has no room for another call now (every Moshi slot taken): the server answers "busy"."""

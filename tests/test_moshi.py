@@ -22,7 +22,7 @@ from fullduplex.cli import main
 from fullduplex.config import Config
 from fullduplex.engines import ModelStack, make_agent
 from fullduplex.errors import UserError
-from fullduplex.models.moshi import acquire, release
+from fullduplex.models.moshi import batch_for
 from fullduplex.testing import run_scripted
 from fullduplex.runtime.runner import run_agent
 
@@ -154,15 +154,14 @@ def test_a_slow_model_drops_frames_and_says_so(tiny, monkeypatch):
     cfg = moshi_cfg(tiny)
     agent = make_agent("moshi", ModelStack(cfg), cfg)
     agent.prepare()
-    model = acquire(cfg.moshi)     # the pooled model the call will take
-    release(model)
+    model = batch_for(cfg.moshi).model     # the batch's model the call will step on
     encode = model.mimi.encode
 
     def slow_encode(x):
         time.sleep(0.2)      # 2.5x the 80 ms budget
         return encode(x)
 
-    monkeypatch.setattr(model.mimi, "encode", slow_encode)   # undone after the test: the model is pooled
+    monkeypatch.setattr(model.mimi, "encode", slow_encode)   # undone after the test: the batch is shared
     result = run_agent(agent, user_audio(2.0))
     summary = next(e for e in result.events if e.kind == "moshi.summary").data
     assert summary["dropped"] > 5 and summary["real_time"] is False and summary["slow_frames"] >= 5
@@ -270,3 +269,169 @@ def test_simulate_and_bench_run_with_moshi_dir(tiny, tmp_path, capsys):
     folder = out / "moshi" / "real" / "turn_taking" / "jfk"
     assert sf.info(str(folder / "output.wav")).frames == len(clip)
     assert "agent.text" in (folder / "timeline.jsonl").read_text()
+
+
+# -- many conversations batched on one model ---------------------------------------------------------
+
+def greedy_cfg(folder, slots: int, **moshi) -> Config:
+    """Greedy sampling (temperature 0): every slot is deterministic whatever the others do (Moshi's
+    sampler draws all slots from one generator, so a seed alone does not make a shared batch repeatable)."""
+    return moshi_cfg(folder, slots=slots, temp=0.0, temp_text=0.0, **moshi)
+
+
+def lockstep(agent, audios, stall=None, leave=None, join=None):
+    """Step one conversation per audio 20 ms at a time on a virtual clock, waiting for the batch after each
+    tick. ``stall`` {k: (t0, t1)}: conversation k hands over nothing then; ``leave`` {k: t}: k closes at t;
+    ``join`` {k: t}: k opens at t. Returns each conversation's output frames and events."""
+    from fullduplex.audio.clock import VirtualClock
+    from fullduplex.testing.harness import wait_idle
+
+    stall, leave, join = stall or {}, leave or {}, join or {}
+    convs: list = [None] * len(audios)
+    outs = [[] for _ in audios]
+    for i in range(len(audios[0]) // 320):
+        t = i * 0.02
+        for k, audio in enumerate(audios):
+            if convs[k] is None and t >= join.get(k, 0.0):
+                convs[k] = agent.conversation(clock=VirtualClock())
+            c = convs[k]
+            if c is None or c.closed:
+                continue
+            if t >= leave.get(k, 1e9):
+                c.close()
+                continue
+            a, b = stall.get(k, (1e9, 1e9))
+            if not a <= t < b:
+                outs[k].append(c.step(audio[i * 320:(i + 1) * 320], t))
+        wait_idle(*[c.slot for c in convs if c is not None and not c.closed])
+    for c in convs:
+        if c is not None:
+            c.close()
+    return [np.concatenate(o) for o in outs], [c.events.snapshot() for c in convs], convs
+
+
+def texts_of(events) -> list[tuple[int, int]]:
+    return [(e.data["frame"], e.data["token"]) for e in events if e.kind == "agent.text"]
+
+
+def test_two_slots_fed_the_same_audio_give_identical_output_and_text(tiny):
+    cfg = greedy_cfg(tiny, slots=2)
+    agent = make_agent("moshi", ModelStack(cfg), cfg)
+    audio = user_audio(2.0)
+    (a, b), (ea, eb), convs = lockstep(agent, [audio, audio])
+    assert {c.slot.index for c in convs} == {0, 1}
+    assert np.abs(a).max() > 0 and np.array_equal(a, b)
+    assert len(texts_of(ea)) >= 5 and texts_of(ea) == texts_of(eb)
+    summary = next(e for e in ea if e.kind == "moshi.summary").data
+    assert summary["slots"] == 2 and summary["batch_mean"] == 2.0, "both stepped together, every frame"
+    assert summary["dropped"] == 0 and summary["failed"] == 0
+
+
+def test_a_slot_reset_mid_run_equals_a_fresh_conversation(tiny):
+    cfg = greedy_cfg(tiny, slots=2)
+    agent = make_agent("moshi", ModelStack(cfg), cfg)
+    speech, noise = user_audio(2.4), (0.05 * np.random.default_rng(1).standard_normal(38400)).astype(np.float32)
+    (fresh,), (fresh_events,), _ = lockstep(agent, [speech])
+    # Conversation 0 talks for 1 s on slot 0 and leaves; 2 (joining at 1 s) gets slot 0, reset, while
+    # conversation 1 has been running on slot 1 all along.
+    audios = [noise, noise, np.concatenate([np.zeros(16000, np.float32), speech])[:38400]]
+    outs, events, convs = lockstep(agent, audios, leave={0: 1.0}, join={2: 1.0})
+    assert convs[0].slot.index == convs[2].slot.index == 0 and convs[1].slot.index == 1
+    late = outs[2]
+    assert np.allclose(late, fresh[:len(late)], atol=1e-6) and np.abs(late).max() > 0
+    n_frames = len(late) // 1280 - 1
+    assert texts_of(events[2]) == [t for t in texts_of(fresh_events) if t[0] < n_frames]
+
+
+def test_a_conversation_leaving_does_not_change_the_others(tiny):
+    cfg = greedy_cfg(tiny, slots=3)
+    agent = make_agent("moshi", ModelStack(cfg), cfg)
+    speech = user_audio(2.4)
+    noise = (0.05 * np.random.default_rng(2).standard_normal(len(speech))).astype(np.float32)
+    (stay, other), (stay_events, _), _ = lockstep(agent, [speech, noise])
+    (stay2, _), (stay2_events, _), _ = lockstep(agent, [speech, noise], leave={1: 0.8})
+    assert np.allclose(stay, stay2, atol=1e-6) and texts_of(stay_events) == texts_of(stay2_events)
+    (alone,), (alone_events,), _ = lockstep(agent, [speech])
+    assert np.allclose(stay, alone, atol=1e-6) and texts_of(stay_events) == texts_of(alone_events)
+
+
+def test_a_stalled_conversation_costs_the_others_nothing(tiny):
+    """Conversation 1 hands over nothing for 0.6 s: the batch steps without it after waiting at most a frame,
+    conversation 0's output is as if alone and nothing is dropped; 1's state waits (masked) and goes on."""
+    cfg = greedy_cfg(tiny, slots=2)
+    agent = make_agent("moshi", ModelStack(cfg), cfg)
+    speech = user_audio(2.0)
+    (alone,), (alone_events,), _ = lockstep(agent, [speech])
+    t0 = time.perf_counter()
+    (a, b), (ea, eb), convs = lockstep(agent, [speech, speech], stall={1: (0.4, 1.0)})
+    assert time.perf_counter() - t0 < 10
+    assert np.allclose(a, alone, atol=1e-6) and texts_of(ea) == texts_of(alone_events)
+    sa = next(e for e in ea if e.kind == "moshi.summary").data
+    sb = next(e for e in eb if e.kind == "moshi.summary").data
+    assert sa["dropped"] == sb["dropped"] == 0 and 1.0 < sa["batch_mean"] < 2.0
+    # After its stall, 1 cuts its frames two ticks out of phase with 0's: each step waits for it, at most a frame.
+    assert sa["latency_p50_ms"] <= 80 + sa["compute_max_ms"] + 30 and sb["frames_run"] == sb["frames_in"] > 10
+
+
+def test_beyond_the_slots_a_conversation_is_refused(tiny):
+    from fullduplex.errors import Busy
+    cfg = greedy_cfg(tiny, slots=2)
+    agent = make_agent("moshi", ModelStack(cfg), cfg)
+    agent.prepare()
+    assert agent.capacity == 2
+    a, b = agent.conversation(), agent.conversation()
+    with pytest.raises(Busy) as err:
+        agent.conversation()
+    assert "all 2 Moshi slot(s)" in str(err.value) and "--moshi-slots" in str(err.value)
+    a.close()
+    c = agent.conversation()        # a slot freed by a call that ended is taken again
+    assert c.slot.index == a.slot.index
+    b.close()
+    c.close()
+
+
+def test_slots_from_gpu_memory_are_conservative():
+    from fullduplex.models.moshi import slots_for_memory
+    gb = 1 << 30
+    # Moshi 7B on an H200: ~124 GB free once the weights are in, ~2 GB per slot (1.6 GB KV cache x 1.25 + 64 MB).
+    per_slot = int(1.6 * gb * 1.25 + (64 << 20))
+    assert 48 <= slots_for_memory(124 * gb, 141 * gb, per_slot) <= 56
+    assert slots_for_memory(500 * gb, 600 * gb, per_slot) == 64, "capped: beyond ~64 the step is the limit"
+    assert slots_for_memory(1 * gb, 24 * gb, per_slot) == 1, "at least one"
+
+
+def test_server_holds_one_batch_then_says_busy(tiny):
+    """serve --agent moshi --moshi-slots 2: two clients stream at once on one batch, a third is refused with
+    0x05 busy and close 1013 while they go on; a client that stops sending gets silence from its jitter
+    buffer, so its slot keeps stepping in time with the other (no frame refused, no lag)."""
+    import asyncio
+
+    from fullduplex.server.client import converse
+    from fullduplex.server.config import ServerConfig
+    from fullduplex.server.testserver import BackgroundServer
+
+    cfg = moshi_cfg(tiny, slots=2)
+    speech = user_audio(2.5)
+    with BackgroundServer("moshi", ModelStack(cfg), cfg=cfg, scfg=ServerConfig(port=0, max_sessions=8)) as srv:
+        srv.app  # the agent is prepared on the first connection; its batch has 2 slots
+        async def scenario():
+            a = asyncio.create_task(converse(srv.url, speech))
+            b = asyncio.create_task(converse(srv.url, speech[:8000], linger_s=2.0))   # 0.5 s, then silent
+            await asyncio.sleep(1.2)
+            third = await converse(srv.url, speech[:3200])
+            return await a, await b, third
+        a, b, third = asyncio.run(scenario())
+        deadline = time.monotonic() + 5
+        while srv.call(lambda: srv.state.active) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        status = srv.call(srv.state.status)
+        sessions = srv.call(lambda: list(srv.state.recent))
+    assert third.errors and third.errors[0].startswith("busy:") and third.close_code == 1013
+    assert status["max_sessions"] == 2 and status["refused_busy"] == 1 and status["served"] == 2
+    for run in (a, b):
+        assert not run.errors and run.close_code == 1000 and run.agent_text
+    assert b.received_audio_s > 2.0, "the stalled client's slot kept stepping: its agent audio kept coming"
+    for s in sessions:
+        assert s["queues"]["moshi"]["refused"] == 0, "no frame dropped: the batch kept time for both"
+    stalled = min(sessions, key=lambda s: s["frames"] - s["underrun_frames"])
+    assert stalled["underrun_frames"] > 50, "its slot got silence while the client sent nothing"

@@ -61,15 +61,24 @@ def is_done(out_dir: Path, agent: str, scenario: Scenario) -> bool:
     return (scenario_dir(out_dir, agent, scenario) / RUN_FILE).exists()
 
 
-def effective_jobs(requested: int) -> tuple[int, str | None]:
+def effective_jobs(requested: int, batched_on_gpu: bool = False) -> tuple[int, str | None]:
     """Each real-time scenario needs about two cores to itself (models + the clock); more jobs on fewer
-    cores would measure contention, not the agent."""
+    cores would measure contention, not the agent. Moshi on a GPU is the exception (``batched_on_gpu``):
+    its jobs are slots of one batch stepped on the GPU, and each costs the CPU only resampling."""
     cores = os.cpu_count() or 1
     allowed = max(1, cores // 2)
-    if requested > allowed:
+    if requested > allowed and not batched_on_gpu:
         return allowed, (f"--jobs {requested} asked, but this machine has {cores} cores: running {allowed} at a time "
                          "(parallel real-time runs would measure CPU contention, not the agents)")
     return max(1, requested), None
+
+
+def moshi_on_gpu(agents: list[str], cfg: Config) -> bool:
+    """Only Moshi, on a CUDA GPU: ``--jobs N`` runs N scenarios as N slots of one batch, uncapped."""
+    if agents != ["moshi"]:
+        return False
+    from ..models.moshi import resolve_device
+    return resolve_device(cfg.moshi.device).type == "cuda"
 
 
 class _Progress:
@@ -166,7 +175,9 @@ def run_bench(agents: list[str], suite_dir: str | Path, out_dir: str | Path, cfg
     run.skipped = len(agents) * len(scenarios) - len(todo)
     if run.skipped:
         log(f"resuming: {run.skipped} finished scenario run(s) kept, {len(todo)} to go")
-    jobs, note = effective_jobs(jobs)
+    jobs, note = effective_jobs(jobs, moshi_on_gpu(agents, cfg))
+    if "moshi" in agents and jobs > 1 and cfg.moshi.slots < jobs:   # the jobs' calls share one batch
+        cfg = cfg.with_(moshi={"slots": jobs})
     if note:
         log(note)
     audio_s = sum(sf_duration(s) for _, s in todo)

@@ -41,6 +41,11 @@ class Conversation:
         """Load (and warm) every model this architecture uses; called once per agent, before any call."""
         models.load_all()
 
+    @classmethod
+    def capacity(cls, cfg: Config) -> int | None:
+        """How many calls can run at once on one prepared agent (None: no fixed limit). Moshi: its slots."""
+        return None
+
     def __init__(self, agent: "Agent", clock: Clock, events: EventLog, frame_samples: int) -> None:
         self.agent = agent
         self.models = agent.models
@@ -96,6 +101,7 @@ class Agent:
         self.cfg = cfg
         self._lock = threading.Lock()
         self._prepared = False
+        self._capacity: int | None = None
 
     @property
     def name(self) -> str:
@@ -109,11 +115,17 @@ class Agent:
     def prepared(self) -> bool:
         return self._prepared
 
+    @property
+    def capacity(self) -> int | None:
+        """Calls that can run at once (a Moshi batch's slots), known once prepared; None: no fixed limit."""
+        return self._capacity
+
     def prepare(self) -> None:
         """Load and warm every model this agent uses, and check configured endpoints; once (thread-safe)."""
         with self._lock:
             if not self._prepared:
                 self.kind.load(self.models, self.cfg)
+                self._capacity = self.kind.capacity(self.cfg)
                 self._prepared = True
 
     def conversation(self, clock: Clock | None = None, events: EventLog | None = None,

@@ -1,18 +1,23 @@
-"""Architecture 5 on a GPU: Kyutai's Moshi inside the two-stream runtime.
+"""Architecture 5 on a GPU: Kyutai's Moshi inside the two-stream runtime, many calls batched on one model.
 
 One network hears the user's stream and speaks its own, 80 ms at a time, with a text "inner
-monologue". The runtime ticks faster (20 ms at 16 kHz), so:
+monologue". Every conversation of an agent takes a *slot* of the process's one ``MoshiBatch`` for its
+settings (``models/moshi/batch.py``): one loaded model, ``slots`` conversations, one stepping thread
+that runs Mimi encode -> ``LMGen.step`` -> Mimi decode for all of them together. Beyond the slots a new
+conversation is refused (``Busy``; the server answers "busy"). The runtime ticks faster (20 ms at
+16 kHz), so:
 
 - ``step()`` resamples the user's audio to 24 kHz and cuts it into Moshi frames (1920 samples); each
-  frame goes to one worker thread (a bounded queue of ``queue_frames``) that runs Mimi encode ->
-  ``LMGen.step`` -> Mimi decode. If the model falls behind, a frame that finds the queue full is dropped
-  and a ``moshi.lag`` event says so: latency never grows without bound.
+  frame goes to the slot's inbox (at most ``queue_frames``). If the batch falls behind, a frame that
+  finds the inbox full is dropped and a ``moshi.lag`` event says so: latency never grows without bound,
+  and every slot of a late batch drops at the same rate.
 - Decoded audio comes back resampled to 16 kHz into a playout buffer of at most ``playout_frames``
   frames (older audio is dropped past that, also reported); ``step()`` plays it out a tick at a time
   and plays silence while nothing is ready.
 - Each text token that is not padding becomes an ``agent.text`` event at the moment its frame's audio
-  starts playing; ``moshi.step`` events carry the per-frame compute time every 2 s and ``moshi.summary``
-  closes the session (frames run and dropped, compute percentiles, whether it kept real time).
+  starts playing; ``moshi.step`` events carry the per-frame compute time (the batch's step) every 2 s
+  and ``moshi.summary`` closes the session (frames run and dropped, compute percentiles, whether it
+  kept real time).
 
 Torch and ``moshi`` are imported only when an agent is prepared: importing this module is free.
 """
@@ -21,7 +26,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,27 +34,10 @@ from ..audio.resample import StreamResampler
 from ..config import Config
 from .base import Conversation
 from .stack import ModelStack
-from .workers import JobFailed, Worker
 
 REPORT_EVERY_S = 2.0      # how often a moshi.step event summarises the compute time of the frames since the last
+CLOSE_WAIT_S = 0.5        # at the end of a call: how long its frames already handed to the batch may take
 LAG_EVERY_S = 1.0         # at most one moshi.lag event per second of conversation (with counts)
-
-
-@dataclass
-class FrameOut:
-    """What the worker made of one Moshi frame of user audio."""
-
-    index: int
-    audio: np.ndarray | None          # 24 kHz agent audio (None: the model produced none yet)
-    text_ids: list[int] = field(default_factory=list)
-    encode_ms: float = 0.0
-    lm_ms: float = 0.0
-    decode_ms: float = 0.0
-    wait_ms: float = 0.0              # time in the queue before the worker took it
-
-    @property
-    def compute_ms(self) -> float:
-        return self.encode_ms + self.lm_ms + self.decode_ms
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -65,34 +52,29 @@ class MoshiConversation(Conversation):
     # -- life cycle ---------------------------------------------------------------------------------
     @classmethod
     def load(cls, models: ModelStack, cfg: Config) -> None:
-        """Load Moshi into the process's pool before any call (a call then takes it from the pool)."""
-        from ..models.moshi import acquire, release
-        release(acquire(cfg.moshi))
+        """Load Moshi and start its batch (warmed on its stepping thread) before any call."""
+        from ..models.moshi import batch_for
+        batch_for(cfg.moshi)
+
+    @classmethod
+    def capacity(cls, cfg: Config) -> int | None:
+        from ..models.moshi import batch_for
+        return batch_for(cfg.moshi).size
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
-        import torch
+        from ..models.moshi import batch_for
 
-        from ..models.moshi import acquire, reset_streaming
-
-        # Moshi's streaming state lives inside the model, so a call owns one pooled model copy until it
-        # ends (batching many calls on one copy is the GPU issue's work).
-        self.model = acquire(self.cfg.moshi)
-        m, mc = self.model, self.cfg.moshi
-        try:
-            reset_streaming(m)
-        except Exception:   # nobody will call close(): give the model back here
-            self._release(True)
-            raise
-        if mc.seed is not None:
-            torch.manual_seed(mc.seed)
-        self._torch = torch
+        mc = self.cfg.moshi
+        self.batch = batch_for(mc)
+        self.model = m = self.batch.model
+        self.slot = self.batch.join(depth=mc.queue_frames)   # Busy when every slot is taken
+        self.slot_index = self.slot.index
         self._frame_s = m.frame_s
         self._out_frame = int(round(m.frame_s * SAMPLE_RATE))    # 16 kHz samples per Moshi frame
         self._to_moshi = StreamResampler(SAMPLE_RATE, m.sample_rate)
         self._from_moshi = StreamResampler(m.sample_rate, SAMPLE_RATE)
         self._inbox = np.zeros(0, np.float32)                    # 24 kHz user audio not yet a whole frame
-        self.worker = Worker(self.name, depth=max(1, mc.queue_frames))
         self._frames_in = 0                                      # Moshi frames cut from the user's stream
         self._playout = np.zeros(0, np.float32)                  # 16 kHz agent audio waiting to be played
         self._read_pos = 0                                       # absolute playout positions (samples)
@@ -104,6 +86,7 @@ class MoshiConversation(Conversation):
                       "failed": 0, "text_tokens": 0}
         self._compute_ms: list[float] = []
         self._latency_ms: list[float] = []
+        self._batched: list[int] = []
         self._window: list[float] = []
         self._next_report = REPORT_EVERY_S
         self._next_lag = 0.0
@@ -112,26 +95,20 @@ class MoshiConversation(Conversation):
         self.transcript: list[str] = []
         self.emit("moshi.model", t=0.0, source=m.source, device=str(m.device),
                   dtype=str(m.dtype).removeprefix("torch."), random_weights=m.random_weights,
-                  load_s=round(m.load_s, 3), frame_ms=round(m.frame_s * 1000, 3), description=m.describe())
+                  load_s=round(m.load_s, 3), frame_ms=round(m.frame_s * 1000, 3), description=m.describe(),
+                  slot=self.slot.index, slots=self.batch.size)
 
     def workers(self) -> list:
-        return [self.worker]
+        return [self.slot]
 
     def _close(self) -> None:
-        self.worker.cancel()
-        while self.worker.poll() is not None:   # room for a result still being written, so the thread can stop
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        while not self.slot.idle and time.monotonic() < deadline:   # the frames already handed over
+            time.sleep(0.002)
+        while self._collect_one(None):
             pass
-        self.worker.close()
-        stopped = not self.worker.running
+        self.batch.leave(self.slot)     # reset and masked out from the batch's next step
         self._summary()
-        self._release(stopped)
-
-    def _release(self, reusable: bool) -> None:
-        if self.model is not None:
-            from ..models.moshi import release
-            if reusable:   # a worker still stuck in a step keeps the model: it must not serve another call
-                release(self.model)
-            self.model = None
 
     # -- the audio path -----------------------------------------------------------------------------
     def step(self, user_frame: np.ndarray, t: float) -> np.ndarray:
@@ -146,46 +123,55 @@ class MoshiConversation(Conversation):
     def _submit(self, frame: np.ndarray, t: float) -> None:
         index = self._frames_in
         self._frames_in += 1
-        queued = time.perf_counter()
-        if self.worker.submit(lambda cancel: self._run_frame(index, frame, queued)):
+        if self.slot.submit(index, frame, time.perf_counter()):
             return
         self.stats["dropped"] += 1
         self._lag_since += 1
         if t >= self._next_lag:
             self.emit("moshi.lag", t=t, frame=index, dropped=self._lag_since, dropped_total=self.stats["dropped"],
-                      reason="model behind real time: user frames dropped (queue full)")
+                      reason="model behind real time: user frames dropped (queue full)", slot=self.slot.index)
             self._lag_since = 0
             self._next_lag = t + LAG_EVERY_S
 
     def _collect(self, t: float) -> None:
-        while (out := self.worker.poll()) is not None:
-            if isinstance(out, JobFailed):
-                self.stats["failed"] += 1
-                self.emit("error", t=t, where="moshi", message=str(out.error))
-                continue
-            self._account(out, t)
-            if out.audio is None:
-                continue
-            if self._out_base is None:
-                self._out_base = self._read_pos + len(self._playout)
-            # soxr streams without delay, so this chunk's first sample lands exactly here in the playout
-            # (the resampler may hand it back a little later, in its own block sizes).
-            position = self._out_base + self._out_chunks * self._out_frame
-            self._out_chunks += len(out.audio) // self.model.frame_size
-            audio = self._from_moshi.push(out.audio)
-            for token in out.text_ids:
-                piece = self.model.text_piece(token)
-                if piece:
-                    self._marks.append((position, piece, out.index, token))
-            self._playout = np.concatenate([self._playout, np.clip(audio, -1.0, 1.0)])
-            excess = len(self._playout) - self._max_playout
-            if excess > 0:   # never let latency pile up: the oldest audio goes
-                self._playout = self._playout[excess:]
-                self._read_pos += excess
-                self.stats["trimmed_samples"] += excess
-                self._announce(t, heard=False)
-                self.emit("moshi.lag", t=t, trimmed_ms=round(1000 * excess / SAMPLE_RATE, 1),
-                          reason="decoded audio arrived in a burst: the oldest was dropped to bound the latency")
+        while self._collect_one(t):
+            pass
+
+    def _collect_one(self, t: float | None) -> bool:
+        """Take one result of the batch into the playout; False when none is waiting. ``t`` None: closing."""
+        from ..models.moshi import StepFailed
+
+        out = self.slot.poll()
+        if out is None:
+            return False
+        if isinstance(out, StepFailed):
+            self.stats["failed"] += 1
+            self.emit("error", t=t, where="moshi", message=str(out.error))
+            return True
+        self._account(out, t)
+        if out.audio is None or t is None:
+            return True
+        if self._out_base is None:
+            self._out_base = self._read_pos + len(self._playout)
+        # soxr streams without delay, so this chunk's first sample lands exactly here in the playout
+        # (the resampler may hand it back a little later, in its own block sizes).
+        position = self._out_base + self._out_chunks * self._out_frame
+        self._out_chunks += len(out.audio) // self.model.frame_size
+        audio = self._from_moshi.push(out.audio)
+        for token in out.text_ids:
+            piece = self.model.text_piece(token)
+            if piece:
+                self._marks.append((position, piece, out.index, token))
+        self._playout = np.concatenate([self._playout, np.clip(audio, -1.0, 1.0)])
+        excess = len(self._playout) - self._max_playout
+        if excess > 0:   # never let latency pile up: the oldest audio goes
+            self._playout = self._playout[excess:]
+            self._read_pos += excess
+            self.stats["trimmed_samples"] += excess
+            self._announce(t, heard=False)
+            self.emit("moshi.lag", t=t, trimmed_ms=round(1000 * excess / SAMPLE_RATE, 1),
+                      reason="decoded audio arrived in a burst: the oldest was dropped to bound the latency")
+        return True
 
     def _play(self, n: int, t: float) -> np.ndarray:
         out = silence(n)
@@ -211,15 +197,17 @@ class MoshiConversation(Conversation):
             self.emit("agent.text", t=at, text=piece, frame=index, token=token,
                       input_t=round(index * self._frame_s, 6), **extra)
 
-    def _account(self, out: FrameOut, t: float) -> None:
+    def _account(self, out, t: float | None) -> None:
         self.stats["run"] += 1
         ms = out.compute_ms
         self._compute_ms.append(ms)
         self._latency_ms.append(out.wait_ms + ms)
+        if out.batch:
+            self._batched.append(out.batch)
         self._window.append(ms)
         if ms > self._frame_s * 1000:
             self.stats["slow"] += 1
-        if t >= self._next_report and self._window:
+        if t is not None and t >= self._next_report and self._window:
             self.emit("moshi.step", t=t, frames=len(self._window), p50_ms=_pct(self._window, 50),
                       max_ms=round(max(self._window), 2), budget_ms=round(self._frame_s * 1000, 1),
                       slow_total=self.stats["slow"], dropped_total=self.stats["dropped"])
@@ -240,36 +228,7 @@ class MoshiConversation(Conversation):
             "real_time": bool(c) and p90 <= budget and self.stats["dropped"] == 0,
             "text_tokens": self.stats["text_tokens"], "text": "".join(self.transcript).strip(),
             "device": str(self.model.device), "random_weights": self.model.random_weights,
+            "slot": self.slot.index, "slots": self.batch.size,
+            "batch_mean": round(float(np.mean(self._batched)), 2) if self._batched else 0.0,
         }
         self.emit("moshi.summary", **self.summary)
-
-    # -- the worker thread ----------------------------------------------------------------------------
-    def _run_frame(self, index: int, frame: np.ndarray, queued: float, cancel=None) -> FrameOut:
-        torch, m = self._torch, self.model
-        t0 = time.perf_counter()
-        result = FrameOut(index, None, wait_ms=(t0 - queued) * 1000)
-        chunks = []
-        with torch.no_grad():
-            x = torch.from_numpy(frame).to(m.device)[None, None]
-            codes = m.mimi.encode(x)
-            t1 = time.perf_counter()
-            result.encode_ms = (t1 - t0) * 1000
-            if index == 0:
-                # As Moshi's own server does: the first frame is, for the model, in the past; it is encoded
-                # and the encoder restarted, so the next frame gets the encoder's initial padding.
-                m.mimi.reset_streaming()
-                return result
-            for c in range(codes.shape[-1]):
-                t1 = time.perf_counter()
-                tokens = m.gen.step(codes[:, :, c:c + 1])
-                t2 = time.perf_counter()
-                result.lm_ms += (t2 - t1) * 1000
-                if tokens is None:   # the first steps only fill the model's delays
-                    continue
-                result.text_ids.append(int(tokens[0, 0, 0].item()))
-                pcm = m.mimi.decode(tokens[:, 1:])
-                chunks.append(pcm[0, 0].float().cpu().numpy())
-                result.decode_ms += (time.perf_counter() - t2) * 1000
-        if chunks:
-            result.audio = np.concatenate(chunks).astype(np.float32, copy=False)
-        return result

@@ -47,8 +47,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
             pass
     conn = Connection(state, request, ws)
     if not state.try_acquire():
-        state.log(f"busy: refused {request.remote} ({state.active}/{state.scfg.max_sessions} sessions)")
-        await conn.fail(ProtocolError("busy", f"the server is at its limit of {state.scfg.max_sessions} concurrent "
+        state.log(f"busy: refused {request.remote} ({state.active}/{state.max_sessions} sessions)")
+        await conn.fail(ProtocolError("busy", f"the server is at its limit of {state.max_sessions} concurrent "
                                               "session(s); try again later", Close.TRY_LATER))
         return ws
     state.connections.add(conn)

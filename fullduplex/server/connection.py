@@ -25,7 +25,7 @@ from aiohttp import WSMsgType, web
 from .. import __version__
 from ..audio.resample import StreamResampler
 from ..engines import Agent
-from ..errors import UserError
+from ..errors import Busy, UserError
 from ..events import Event
 from . import protocol
 from .config import ServerConfig
@@ -50,8 +50,14 @@ class ServerState:
         self.started = time.time()
         self.recent: deque[dict[str, Any]] = deque(maxlen=20)   # the last sessions that ended, for /api/status
 
+    @property
+    def max_sessions(self) -> int:
+        """--max-sessions, or the agent's own limit once it is prepared (a Moshi batch: its slots)."""
+        capacity = self.agent.capacity
+        return self.scfg.max_sessions if capacity is None else capacity
+
     def try_acquire(self) -> bool:
-        if self.active >= self.scfg.max_sessions:
+        if self.active >= self.max_sessions:
             self.refused += 1
             return False
         self.active += 1
@@ -64,7 +70,7 @@ class ServerState:
         return f"{time.strftime('%Y%m%d-%H%M%S')}-{next(self._ids):04d}"
 
     def status(self) -> dict[str, Any]:
-        return {"server": f"fullduplex {__version__}", "agent": self.agent_name, "max_sessions": self.scfg.max_sessions,
+        return {"server": f"fullduplex {__version__}", "agent": self.agent_name, "max_sessions": self.max_sessions,
                 "active": self.active, "served": self.served, "refused_busy": self.refused, "failed": self.failed,
                 "uptime_s": round(time.time() - self.started, 1),
                 "sessions": [c.session.info() for c in list(self.connections) if c.session is not None],
@@ -93,7 +99,7 @@ class Connection:
         recording = None
         if self.scfg.record_dir:
             recording = SessionRecording(Path(self.scfg.record_dir) / sid, self.scfg.record_flush_s)
-        try:   # the conversation's state (a Moshi call takes a model copy from the pool: maybe a load)
+        try:   # the conversation's state (a Moshi call takes a slot of the agent's batch)
             session = await asyncio.to_thread(
                 ChatSession, sid, st.agent, self.scfg, notify=lambda: loop.call_soon_threadsafe(self._wake.set),
                 on_end=lambda: loop.call_soon_threadsafe(self._ended.set), recording=recording,
@@ -101,6 +107,14 @@ class Connection:
             session.backlog_probe = self._backlog_probe()
             self.session = session
             await asyncio.to_thread(session.start)
+        except Busy as e:      # the agent itself is full (every Moshi slot taken): the same answer as the server's limit
+            st.refused += 1
+            if recording:
+                recording.close({"agent": st.agent_name, "reason": f"busy: {e}"})
+            self.session = None
+            st.log(f"busy: refused {self.request.remote} ({e})")
+            await self.fail(ProtocolError("busy", str(e), Close.TRY_LATER))
+            return
         except Exception as e:   # the call could not start: this client is told, the server goes on
             if self.session is not None:
                 self.session.conversation.close()
@@ -109,7 +123,7 @@ class Connection:
             self.session = None
             await self.fail(ProtocolError("internal", f"the agent failed to start: {e}", Close.INTERNAL))
             return
-        st.log(f"session {sid}: started ({st.active}/{self.scfg.max_sessions} active) from {self.request.remote}")
+        st.log(f"session {sid}: started ({st.active}/{st.max_sessions} active) from {self.request.remote}")
         try:
             await self.ws.send_bytes(protocol.handshake())
             if session.send_metadata:

@@ -168,7 +168,8 @@ class MoshiModel:
     load_s: float
     gen: Any = None          # moshi.models.LMGen, streaming for good; each session resets it (as Moshi's server)
     key: tuple = ()
-    in_use: bool = field(default=False, repr=False)
+    batch_size: int = 1      # elements its streaming state holds (a ``MoshiBatch``'s slots)
+    streams: list = field(default_factory=list, repr=False)   # the streaming contexts, to stop them
 
     @property
     def sample_rate(self) -> int:
@@ -247,13 +248,23 @@ def load_moshi(cfg: MoshiConfig, warmup_frames: int = 2) -> MoshiModel:
     return model
 
 
-def start_streaming(model: MoshiModel, sampling: dict) -> None:
-    """One ``LMGen`` per loaded model, streaming for good (on CUDA its graphs are captured once)."""
+def start_streaming(model: MoshiModel, sampling: dict, batch_size: int = 1, out_of_sync: bool = False) -> Any:
+    """A new ``LMGen`` streaming with ``batch_size`` elements, Mimi too (any earlier streaming stopped first);
+    it streams for good (on CUDA its graphs are captured once). ``out_of_sync``: each batch element fills
+    the model's delays on its own (``MoshiBatch``: conversations join at any frame)."""
     from moshi.models import LMGen
 
-    model.gen = LMGen(model.lm, **sampling)
-    model.mimi.streaming_forever(1)
-    model.gen.streaming_forever(1)
+    stop_streaming(model)
+    model.gen = LMGen(model.lm, support_out_of_sync=out_of_sync, **sampling)
+    model.streams = [model.mimi.streaming(batch_size), model.gen.streaming(batch_size)]
+    model.batch_size = batch_size
+    return model.gen
+
+
+def stop_streaming(model: MoshiModel) -> None:
+    for stack in reversed(model.streams):
+        stack.close()
+    model.streams = []
 
 
 def reset_streaming(model: MoshiModel) -> None:

@@ -1,7 +1,5 @@
-"""One pool of loaded Moshi models per process, per (source, device, dtype, sampling).
-
-A streaming session owns a model while it runs (Moshi keeps its streaming state inside its modules);
-the next session with the same settings reuses it instead of loading the weights again.
+"""One ``MoshiBatch`` per process and per (source, device, dtype, sampling, slots, seed): the model is
+loaded once and every conversation with those settings takes a slot of the same batch.
 """
 
 from __future__ import annotations
@@ -10,49 +8,53 @@ import threading
 
 from ...config import MoshiConfig
 from ...errors import UserError
+from .batch import MoshiBatch, auto_slots
 from .load import MoshiModel, load_moshi, resolve_device, resolve_dtype, sampling_params, source_name
 
-_pool: dict[tuple, list[MoshiModel]] = {}
+_batches: dict[tuple, MoshiBatch] = {}
+_adopted: dict[tuple, MoshiModel] = {}
 _failed: dict[tuple, UserError] = {}   # a checkpoint that failed to load fails at once next time (bench: per scenario)
-_pool_lock = threading.Lock()
+_lock = threading.Lock()               # held while loading: concurrent first calls (bench jobs) load once
 
 
 def _key(cfg: MoshiConfig) -> tuple:
     device = resolve_device(cfg.device)
-    return (source_name(cfg), str(device), str(resolve_dtype(cfg.dtype, device)), tuple(sampling_params(cfg).items()))
+    return (source_name(cfg), str(device), str(resolve_dtype(cfg.dtype, device)), tuple(sampling_params(cfg).items()),
+            cfg.slots, cfg.seed)
 
 
-def acquire(cfg: MoshiConfig) -> MoshiModel:
-    """A loaded model for one streaming session: a free pooled one, else a new one (loaded now)."""
+def batch_for(cfg: MoshiConfig) -> MoshiBatch:
+    """The batch every conversation with ``cfg``'s settings joins: loaded, warmed and stepping."""
+    if cfg.slots < 0:
+        raise UserError(f"--moshi-slots must be 0 (automatic) or more, not {cfg.slots}")
     key = _key(cfg)
-    with _pool_lock:
-        for model in _pool.get(key, []):
-            if not model.in_use:
-                model.in_use = True
-                return model
+    with _lock:
+        if key in _batches:
+            return _batches[key]
         if key in _failed:
             raise _failed[key]
-    try:
-        model = load_moshi(cfg)
-    except UserError as e:
-        with _pool_lock:
+        try:
+            model = _adopted.pop(key, None) or load_moshi(cfg)
+        except UserError as e:
             _failed[key] = e
-        raise
-    model.in_use = True
-    with _pool_lock:
-        _pool.setdefault(model.key, []).append(model)
-    return model
-
-
-def release(model: MoshiModel) -> None:
-    with _pool_lock:
-        model.in_use = False
+            raise
+        slots = cfg.slots or auto_slots(model)
+        batch = MoshiBatch(model, slots, sampling_params(cfg), seed=cfg.seed)
+        _batches[key] = batch
+        return batch
 
 
 def adopt(model: MoshiModel, cfg: MoshiConfig) -> None:
-    """Put a model loaded elsewhere (a benchmark's random full-size one) in the pool, free, as the model
-    for ``cfg``: the next ``acquire(cfg)`` takes it instead of loading."""
-    model.in_use = False
-    key = _key(cfg)
-    with _pool_lock:
-        _pool.setdefault(key, []).append(model)
+    """Use a model loaded elsewhere (a benchmark's random full-size one) for ``cfg``: the next
+    ``batch_for(cfg)`` streams on it instead of loading."""
+    with _lock:
+        _adopted[_key(cfg)] = model
+
+
+def close_all() -> None:
+    """Stop every batch's stepping thread and forget them (benchmarks between batch sizes, tests)."""
+    with _lock:
+        batches = list(_batches.values())
+        _batches.clear()
+    for batch in batches:
+        batch.close()
