@@ -413,7 +413,6 @@ def test_server_holds_one_batch_then_says_busy(tiny):
     cfg = moshi_cfg(tiny, slots=2)
     speech = user_audio(2.5)
     with BackgroundServer("moshi", ModelStack(cfg), cfg=cfg, scfg=ServerConfig(port=0, max_sessions=8)) as srv:
-        srv.app  # the agent is prepared on the first connection; its batch has 2 slots
         async def scenario():
             a = asyncio.create_task(converse(srv.url, speech))
             b = asyncio.create_task(converse(srv.url, speech[:8000], linger_s=2.0))   # 0.5 s, then silent
@@ -435,3 +434,12 @@ def test_server_holds_one_batch_then_says_busy(tiny):
         assert s["queues"]["moshi"]["refused"] == 0, "no frame dropped: the batch kept time for both"
     stalled = min(sessions, key=lambda s: s["frames"] - s["underrun_frames"])
     assert stalled["underrun_frames"] > 50, "its slot got silence while the client sent nothing"
+
+
+def test_bench_jobs_share_one_batch_uncapped_only_on_a_gpu(tiny):
+    from fullduplex.bench.runner import effective_jobs, moshi_on_gpu
+    cores = os.cpu_count() or 1
+    assert effective_jobs(64, batched_on_gpu=True) == (64, None), "64 slots of one GPU batch, not cores/2"
+    assert effective_jobs(64)[0] == max(1, cores // 2)
+    assert not moshi_on_gpu(["moshi"], moshi_cfg(tiny)), "on a CPU the cap stays"
+    assert not moshi_on_gpu(["moshi", "duplex"], moshi_cfg(tiny))

@@ -176,7 +176,7 @@ def run_bench(agents: list[str], suite_dir: str | Path, out_dir: str | Path, cfg
     if run.skipped:
         log(f"resuming: {run.skipped} finished scenario run(s) kept, {len(todo)} to go")
     jobs, note = effective_jobs(jobs, moshi_on_gpu(agents, cfg))
-    if "moshi" in agents and jobs > 1 and cfg.moshi.slots < jobs:   # the jobs' calls share one batch
+    if "moshi" in agents and cfg.moshi.slots < jobs:   # the jobs' calls share one batch of (at least) jobs slots
         cfg = cfg.with_(moshi={"slots": jobs})
     if note:
         log(note)

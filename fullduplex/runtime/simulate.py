@@ -31,6 +31,8 @@ def with_tail(audio: np.ndarray, tail_s: float) -> np.ndarray:
 def simulate(cfg: Config, agent_name: str, input_path: str | Path, out_dir: str | Path,
              channel: int | None = None, models: ModelStack | None = None, progress: bool = False) -> Simulation:
     audio, info = read_user_audio(input_path, channel)       # bad input fails before anything loads
+    if cfg.moshi.slots == 0:   # one call: a batch of one (automatic slots would size it for a server)
+        cfg = cfg.with_(moshi={"slots": 1})
     models = models or ModelStack(cfg)
     agent = make_agent(agent_name, models, cfg)
     user = with_tail(audio, cfg.runtime.tail_s)
