@@ -390,8 +390,11 @@ def test_beyond_the_slots_a_conversation_is_refused(tiny):
     c.close()
 
 
-def test_slots_from_gpu_memory_are_conservative():
-    from fullduplex.models.moshi import slots_for_memory
+def test_slots_from_gpu_memory_are_conservative(tiny):
+    from fullduplex.models.moshi import auto_slots, load_moshi, per_slot_bytes, slots_for_memory
+    model = load_moshi(moshi_cfg(tiny).moshi)
+    assert auto_slots(model) == 1, "one slot on a CPU"
+    assert 100_000 < per_slot_bytes(model) - (64 << 20) < 50_000_000, "the tiny model's state: KV caches and convs"
     gb = 1 << 30
     # Moshi 7B on an H200: ~124 GB free once the weights are in, ~2 GB per slot (1.6 GB KV cache x 1.25 + 64 MB).
     per_slot = int(1.6 * gb * 1.25 + (64 << 20))

@@ -156,6 +156,8 @@ def talk(agent_name: str, cfg: Config, input_device: str | int | None = None, ou
     sd = sd or load_sounddevice()
     dev_in, dev_out = pick_devices(sd, input_device, output_device)
     rate_in, rate_out = int(dev_in["default_samplerate"]), int(dev_out["default_samplerate"])
+    if cfg.moshi.slots == 0:   # one call: a batch of one (automatic slots would size it for a server)
+        cfg = cfg.with_(moshi={"slots": 1})
     agent = make_agent(agent_name, ModelStack(cfg), cfg)
     show(f"loading agent '{agent_name}' ...")
     agent.prepare()

@@ -322,16 +322,18 @@ class MoshiBatch:
         return outs
 
     def _warmup(self, steps: int) -> None:
-        """Full-batch steps of silence on this thread, then every slot reset: the first real frame is warm."""
+        """Full-batch steps of silence on this thread, the masks set as in a real step (so CUDA graphs of
+        every call are captured here), then every slot reset: the first real frame is as fast as the rest."""
         torch, m, B = self._torch, self.model, self.size
         everyone = torch.ones(B, dtype=torch.bool)
         with torch.no_grad():
-            m.mimi.set_exec_mask(everyone)
-            self.gen.set_exec_mask(everyone)
             for _ in range(steps):
+                m.mimi.set_exec_mask(everyone)
                 codes = m.mimi.encode(torch.zeros(B, 1, m.frame_size, device=m.device))
+                self.gen.set_exec_mask(everyone)
                 tokens = self.gen.step(codes[:, :, :1])
-                m.mimi.decode(tokens[:, 1:].clamp(min=0))
+                m.mimi.set_exec_mask(everyone)
+                m.mimi.decode(tokens[:, 1:].clamp(min=0)).cpu()   # "ungenerated" ids while the delays fill
             if m.device.type == "cuda":
                 torch.cuda.synchronize(m.device)
             m.mimi.reset_streaming()
