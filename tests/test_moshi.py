@@ -373,6 +373,36 @@ def test_a_stalled_conversation_costs_the_others_nothing(tiny):
     assert sa["latency_p50_ms"] <= 80 + sa["compute_max_ms"] + 30 and sb["frames_run"] == sb["frames_in"] > 10
 
 
+def test_a_batch_behind_real_time_drops_frames_evenly(tiny, monkeypatch):
+    """Every step takes 200 ms (2.5 frames): both calls on the batch drop about the same frames, each says so."""
+    import threading
+
+    cfg = moshi_cfg(tiny, slots=2)
+    agent = make_agent("moshi", ModelStack(cfg), cfg)
+    agent.prepare()
+    model = batch_for(cfg.moshi).model
+    encode = model.mimi.encode
+
+    def slow_encode(x):
+        time.sleep(0.2)
+        return encode(x)
+
+    monkeypatch.setattr(model.mimi, "encode", slow_encode)
+    results = {}
+    calls = [threading.Thread(target=lambda k=k: results.__setitem__(k, run_agent(agent, user_audio(2.0))))
+             for k in range(2)]
+    for c in calls:
+        c.start()
+    for c in calls:
+        c.join(30)
+    summaries = [next(e for e in results[k].events if e.kind == "moshi.summary").data for k in range(2)]
+    dropped = [s["dropped"] for s in summaries]
+    assert min(dropped) > 5 and abs(dropped[0] - dropped[1]) <= 2, dropped
+    assert all(s["batch_mean"] > 1.5 for s in summaries), "they were stepped together"
+    for k in range(2):
+        assert any(e.kind == "moshi.lag" and e.data.get("dropped_total") for e in results[k].events)
+
+
 def test_beyond_the_slots_a_conversation_is_refused(tiny):
     from fullduplex.errors import Busy
     cfg = greedy_cfg(tiny, slots=2)
