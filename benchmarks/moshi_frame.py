@@ -7,7 +7,8 @@
 
 Prints p50/p90/max per stage over --frames frames (after a warm-up) and whether the model keeps real
 time (p90 of the whole frame within 80 ms). ``--agent`` then streams speech through ``--agent moshi``
-itself (worker thread, resampling, playout) on the wall clock and prints its ``moshi.summary``.
+itself (a batch of one slot, resampling, playout) on the wall clock and prints its ``moshi.summary``;
+``benchmarks/moshi_batch.py`` measures B conversations on one batch.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def main() -> int:
           f"real-time factor {np.percentile(times['frame'], 50) / budget:.2f})")
     if args.agent:
         cfg = Config().with_(moshi={"checkpoint_dir": str(folder or ""), "device": args.device, "dtype": args.dtype,
-                                    "threads": args.threads})
+                                    "threads": args.threads, "slots": 1})   # one call: a batch of one
         print("through the agent, 10 s in real time:", through_agent(model, cfg, 10.0))
     return 0
 
