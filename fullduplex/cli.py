@@ -21,9 +21,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models (defaults: the embedded CPU stack, no network)")
     g.add_argument("--stt", choices=["moonshine", "whisper-tiny", "whisper-base"], default=d.stt.backend,
                    help=f"speech-to-text: Moonshine tiny-en (streaming) or Whisper via CTranslate2 (default {d.stt.backend})")
-    g.add_argument("--llm", choices=["smollm2", "openai"], default=d.llm.backend,
-                   help="language model: embedded SmolLM2-135M-Instruct (llama.cpp) or an OpenAI-compatible "
-                        f"endpoint (default {d.llm.backend})")
+    g.add_argument("--llm", choices=["smollm2", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "openai"], default=d.llm.backend,
+                   help="language model: embedded SmolLM2-135M-Instruct, Qwen2.5-Coder-0.5B or -1.5B-Instruct (llama.cpp) "
+                        f"or an OpenAI-compatible endpoint (default {d.llm.backend})")
     g.add_argument("--llm-url", default=d.llm.base_url,
                    help="base URL of the OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 "
                         "(env FULLDUPLEX_LLM_URL); the key is read from FULLDUPLEX_LLM_KEY or OPENAI_API_KEY")

