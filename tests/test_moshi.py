@@ -476,3 +476,22 @@ def test_bench_jobs_share_one_batch_uncapped_only_on_a_gpu(tiny):
     assert effective_jobs(64)[0] == max(1, cores // 2)
     assert not moshi_on_gpu(["moshi"], moshi_cfg(tiny)), "on a CPU the cap stays"
     assert not moshi_on_gpu(["moshi", "duplex"], moshi_cfg(tiny))
+
+
+def test_a_full_batch_is_busy_for_the_server_too(tiny):
+    """Every slot taken by calls the server does not count (another user of the same agent): the client
+    still gets 'busy' (0x05, close 1013), not an internal error."""
+    from fullduplex.server.client import run_remote
+    from fullduplex.server.config import ServerConfig
+    from fullduplex.server.testserver import BackgroundServer
+
+    cfg = moshi_cfg(tiny, slots=1)
+    with BackgroundServer("moshi", ModelStack(cfg), cfg=cfg, scfg=ServerConfig(port=0)) as srv:
+        held = srv.state.agent.conversation()          # the one slot, taken outside the server
+        try:
+            run = run_remote(srv.url, user_audio(0.2))
+        finally:
+            held.close()
+        status = srv.call(srv.state.status)
+    assert run.errors and run.errors[0].startswith("busy:") and "Moshi slot" in run.errors[0]
+    assert run.close_code == 1013 and status["refused_busy"] == 1 and status["failed"] == 0
