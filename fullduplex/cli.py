@@ -268,7 +268,8 @@ def _add_server_commands(sub) -> None:
     s.add_argument("--token", default=None, help="secret clients must send (?token=... or Authorization: Bearer); "
                                                  "default env FULLDUPLEX_TOKEN; required off loopback")
     s.add_argument("--max-sessions", type=int, default=d.max_sessions,
-                   help=f"concurrent sessions; one more gets a 'busy' error (default {d.max_sessions})")
+                   help=f"concurrent sessions; one more gets a 'busy' error (default {d.max_sessions}; "
+                        "--agent moshi: its --moshi-slots instead)")
     s.add_argument("--allow-origin", action="append", default=[],
                    help="web page origin allowed besides the server's own, e.g. http://localhost:5173 (repeatable; "
                         "'*' allows any)")

@@ -13,6 +13,7 @@ class ServerConfig:
     token: str = field(default_factory=lambda: os.environ.get("FULLDUPLEX_TOKEN", ""), repr=False)
     allow_origins: tuple[str, ...] = ()   # extra Origins allowed besides the server's own ("*": any)
     max_sessions: int = 4          # beyond it a new client gets "busy" and a close, not a worse call for all
+                                   # (an agent with its own limit uses that instead: Moshi's --moshi-slots)
     max_message_bytes: int = 64 * 1024   # one Ogg page is at most ~64 KiB; a 20-80 ms frame is < 1 KiB
     hard_message_bytes: int = 256 * 1024  # above this the WebSocket layer closes (1009) without reading it
     jitter_s: float = 0.04         # user audio buffered before the agent hears it (absorbs network jitter)
