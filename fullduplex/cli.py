@@ -121,9 +121,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .bench.demo import plain_summary, run_demo
 
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    result = run_demo(args.out, tuple(_agent_list(args.agents)), _config_from(args), log=log)
+    agents = _agent_list(args.agents)
+    result = run_demo(args.out, tuple(agents), _config_from(args), log=log)
+    summaries = result["summaries"]["all"]
     print()
-    print(plain_summary({a: s for a, s in result["summaries"]["all"].items()}))
+    print(plain_summary({a: summaries[a] for a in agents if a in summaries}))   # in the order asked for
     out = Path(args.out)
     print(f"\nlisten and look: {out / 'index.html'} (open it in a browser); every number: {out / 'report.md'}")
     return 0
@@ -225,10 +227,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _config_from(args)
     print(f"loading agent '{args.agent}' (models are loaded once and shared by every session) ...", file=sys.stderr)
 
-    def ready(url: str) -> None:
+    def ready(url: str, max_sessions: int) -> None:
         token = "?token=..." if scfg.token else ""
         print(f"serving agent '{args.agent}' on {url}{token} (web client) and {url.replace('http', 'ws', 1)}api/chat "
-              f"(Moshi's protocol); at most {scfg.max_sessions} session(s)"
+              f"(Moshi's protocol); at most {max_sessions} session(s)"
               + (f"; recording to {scfg.record_dir}" if scfg.record_dir else "") + "; Ctrl-C or SIGTERM stops",
               file=sys.stderr, flush=True)
 

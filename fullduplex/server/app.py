@@ -111,7 +111,7 @@ def load_agent(agent_name: str, cfg: Config) -> Agent:
     return agent
 
 
-async def _serve(app: web.Application, scfg: ServerConfig, ready: Callable[[str], None]) -> None:
+async def _serve(app: web.Application, scfg: ServerConfig, ready: Callable[[str, int], None]) -> None:
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=scfg.shutdown_s, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, scfg.host, scfg.port)
@@ -125,12 +125,13 @@ async def _serve(app: web.Application, scfg: ServerConfig, ready: Callable[[str]
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     host = f"[{scfg.host}]" if ":" in scfg.host else scfg.host
-    ready(f"http://{host}:{scfg.port}/")
+    ready(f"http://{host}:{scfg.port}/", app[STATE].max_sessions)   # Moshi: its batch's slots
     await stop.wait()
     await runner.cleanup()   # on_shutdown ends every session; their recordings are finished before exit
 
 
-def serve(agent_name: str, cfg: Config, scfg: ServerConfig, ready: Callable[[str], None]) -> None:
-    """Load the models, listen, and run until SIGTERM or SIGINT (then end sessions and recordings cleanly)."""
+def serve(agent_name: str, cfg: Config, scfg: ServerConfig, ready: Callable[[str, int], None]) -> None:
+    """Load the models, listen (then ``ready(url, max_sessions)``), and run until SIGTERM or SIGINT (then
+    end sessions and recordings cleanly)."""
     check_bind(scfg)
     asyncio.run(_serve(make_app(load_agent(agent_name, cfg), scfg), scfg, ready))
