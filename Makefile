@@ -38,7 +38,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps pipecat-ai==1.14.0
 	@# `serve` and `talk` (aiohttp, sphn, sounddevice), and Playwright for the browser test: it drives Debian's
 	@# chromium (executable_path=/usr/bin/chromium); Playwright's own browser download is never used.
-	$(PIP) install -q -e '.[server]' 'playwright>=1.40'
+	@# `ray`: `serve --ray` (Ray Serve; ~350 MB, ~22 s) and its tests (tests/test_ray_serve.py skips without it).
+	$(PIP) install -q -e '.[server,ray]' 'playwright>=1.40'
 	@touch $@
 
 # The main job: the five CPU architectures in real time on the same real phone calls (the demo set that

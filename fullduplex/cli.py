@@ -234,9 +234,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
               + (f"; recording to {scfg.record_dir}" if scfg.record_dir else "") + "; Ctrl-C or SIGTERM stops",
               file=sys.stderr, flush=True)
 
-    serve(args.agent, cfg, scfg, ready)
+    if args.ray:
+        _serve_on_ray(args, cfg, scfg, ready)
+    else:
+        serve(args.agent, cfg, scfg, ready)
     print("server stopped; every session ended and its recording finished", file=sys.stderr)
     return 0
+
+
+def _serve_on_ray(args: argparse.Namespace, cfg: Config, scfg, ready) -> None:
+    """`serve --ray`: the same server as Ray Serve replicas (fullduplex/server/ray_serve.py)."""
+    if args.replicas is not None and args.autoscale:
+        raise UserError("--replicas and --autoscale: give one of them")
+    autoscale = None
+    if args.autoscale:
+        try:
+            lo, hi = (int(v) for v in args.autoscale.split(","))
+        except ValueError:
+            raise UserError(f"--autoscale MIN,MAX, e.g. 1,4; not {args.autoscale!r}") from None
+        if not 0 < lo <= hi:
+            raise UserError(f"--autoscale {args.autoscale}: need 0 < MIN <= MAX")
+        autoscale = (lo, hi)
+    replicas = 1 if args.replicas is None and not autoscale else args.replicas
+    if replicas is not None and replicas <= 0:
+        raise UserError(f"--replicas must be positive, not {replicas}")
+    sessions = args.sessions_per_replica or (cfg.moshi.slots if args.agent == "moshi" and cfg.moshi.slots > 0
+                                             else args.max_sessions)
+    if sessions <= 0:
+        raise UserError(f"--sessions-per-replica must be positive, not {sessions}")
+    if args.drain_s < 0:
+        raise UserError(f"--drain-s must be 0 or more, not {args.drain_s}")
+    if args.agent == "moshi":    # each replica's batch has exactly its K slots
+        cfg = cfg.with_(moshi={"slots": sessions})
+    try:
+        from .server import ray_serve
+    except ImportError as e:
+        raise UserError(f"--ray needs Ray Serve: pip install 'fullduplex[ray]' ({e})") from None
+    plan = ray_serve.Plan(replicas=replicas, autoscale=autoscale, sessions=sessions, drain_s=args.drain_s, gpus=0)
+    print("starting Ray Serve" + (f" on the cluster at {args.address}" if args.address else " (a local Ray)")
+          + (f": {replicas} replica(s)" if replicas else f": {autoscale[0]}-{autoscale[1]} replicas (autoscaled)")
+          + f" of {sessions} session(s), each loading the models once ...", file=sys.stderr, flush=True)
+    ray_serve.run(args.agent, cfg, scfg, plan, args.address, ready)
 
 
 def cmd_talk(args: argparse.Namespace) -> int:
@@ -280,6 +318,21 @@ def _add_server_commands(sub) -> None:
                         "it goes")
     s.add_argument("--static", default=None, metavar="DIR",
                    help="serve this web client instead of ours (e.g. Moshi's built client: its index.html at /)")
+    r = s.add_argument_group("scale-out on Ray Serve (the `ray` extra: pip install 'fullduplex[ray]')")
+    r.add_argument("--ray", action="store_true",
+                   help="run the server as Ray Serve replicas: each loads the models once and holds "
+                        "--sessions-per-replica sessions; a client beyond them all gets 'busy'")
+    r.add_argument("--replicas", type=int, default=None, metavar="N", help="a fixed number of replicas (default 1)")
+    r.add_argument("--autoscale", default=None, metavar="MIN,MAX",
+                   help="let Serve scale between MIN and MAX replicas, aiming at 3/4 of a replica's sessions each")
+    r.add_argument("--sessions-per-replica", type=int, default=None, metavar="K",
+                   help="sessions one replica holds (default --max-sessions; --agent moshi: its --moshi-slots, the "
+                        "batch each replica runs on its own GPU)")
+    r.add_argument("--address", default=None, metavar="ADDR",
+                   help="join a running Ray cluster (e.g. auto, or HEAD_IP:6379 from `ray start --head`) instead of "
+                        "starting a local Ray")
+    r.add_argument("--drain-s", type=float, default=60.0, metavar="S",
+                   help="a replica being scaled down keeps its live sessions for at most this long (default 60)")
     _add_model_options(s)
     s.set_defaults(func=cmd_serve)
 

@@ -1,6 +1,7 @@
 """Who may use the server: the bind check at start-up and the per-request checks (token, Origin, Host).
 
-Nothing here knows about sessions or models; ``app.py`` calls ``access_error`` before every route.
+Nothing here knows about sessions or models; ``app.py`` calls ``access_error`` before every route (and
+``ray_serve.py`` calls ``access_problem``, the same rules on a Starlette request).
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ def check_bind(cfg: ServerConfig) -> None:
                         "only people you give it to can talk to the agent")
 
 
-def _supplied_token(request: web.Request) -> str:
-    auth = request.headers.get("Authorization", "")
+def _supplied_token(headers, query) -> str:
+    auth = headers.get("Authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
-    return request.query.get("token", "")
+    return query.get("token", "")
 
 
 def _host_name(host: str) -> str:
@@ -44,15 +45,22 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def access_problem(host: str, headers, query, scfg: ServerConfig) -> tuple[int, str] | None:
+    """The rules, on any web framework's request: ``host`` (the Host header), ``headers`` and ``query``
+    (case-insensitive and plain mappings). (HTTP status, reason) when refused, None when allowed."""
+    if is_loopback(scfg.host) and not is_loopback(_host_name(host)):
+        return 403, f"this server only answers to loopback names, not {host}\n"
+    if scfg.token and not hmac.compare_digest(_supplied_token(headers, query).encode(), scfg.token.encode()):
+        return 401, "a valid token is required (?token=... or Authorization: Bearer)\n"
+    origin = headers.get("Origin")
+    if origin and "*" not in scfg.allow_origins and origin not in scfg.allow_origins:
+        if urlsplit(origin).netloc.lower() != host.lower():
+            return 403, f"origin {origin} is not allowed (see --allow-origin)\n"
+    return None
+
+
 def access_error(request: web.Request, scfg: ServerConfig) -> web.Response | None:
     """401 without the right token, 403 from a web page of another origin or (on a loopback bind) a
     Host that is not loopback (DNS rebinding: a page whose name resolves to 127.0.0.1); None when allowed."""
-    if is_loopback(scfg.host) and not is_loopback(_host_name(request.host)):
-        return web.Response(status=403, text=f"this server only answers to loopback names, not {request.host}\n")
-    if scfg.token and not hmac.compare_digest(_supplied_token(request).encode(), scfg.token.encode()):
-        return web.Response(status=401, text="a valid token is required (?token=... or Authorization: Bearer)\n")
-    origin = request.headers.get("Origin")
-    if origin and "*" not in scfg.allow_origins and origin not in scfg.allow_origins:
-        if urlsplit(origin).netloc.lower() != request.host.lower():
-            return web.Response(status=403, text=f"origin {origin} is not allowed (see --allow-origin)\n")
-    return None
+    problem = access_problem(request.host, request.headers, request.query, scfg)
+    return None if problem is None else web.Response(status=problem[0], text=problem[1])

@@ -21,8 +21,7 @@ from ..engines import Agent, ModelStack, make_agent
 from ..errors import UserError
 from .access import access_error, check_bind
 from .config import ServerConfig
-from .connection import Connection, ServerState
-from .protocol import Close, ProtocolError
+from .connection import ServerState, serve_connection
 
 STATIC = Path(__file__).parent / "static"
 STATE = web.AppKey("fullduplex_state", object)
@@ -45,18 +44,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, state.scfg.socket_sndbuf)
         except OSError:
             pass
-    conn = Connection(state, request, ws)
-    if not state.try_acquire():
-        state.log(f"busy: refused {request.remote} ({state.active}/{state.max_sessions} sessions)")
-        await conn.fail(ProtocolError("busy", f"the server is at its limit of {state.max_sessions} concurrent "
-                                              "session(s); try again later", Close.TRY_LATER))
-        return ws
-    state.connections.add(conn)
-    try:
-        await conn.run()
-    finally:
-        state.connections.discard(conn)
-        state.release()
+    await serve_connection(state, request, ws)
     return ws
 
 

@@ -38,8 +38,9 @@ from .session import ChatSession
 class ServerState:
     """What every connection shares: the agent (its models loaded once), the slot count, the live sessions."""
 
-    def __init__(self, agent: Agent, scfg: ServerConfig, log: Callable[[str], None]) -> None:
+    def __init__(self, agent: Agent, scfg: ServerConfig, log: Callable[[str], None], name: str = "") -> None:
         self.agent, self.scfg, self.log = agent, scfg, log
+        self.name = name            # a Ray replica's: in every session id (ids stay unique across replicas)
         self.agent_name, self.cfg = agent.name, agent.cfg
         self.connections: set[Connection] = set()
         self.active = 0
@@ -67,7 +68,8 @@ class ServerState:
         self.active -= 1
 
     def new_id(self) -> str:
-        return f"{time.strftime('%Y%m%d-%H%M%S')}-{next(self._ids):04d}"
+        prefix = f"{self.name}-" if self.name else ""
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-{prefix}{next(self._ids):04d}"
 
     def status(self) -> dict[str, Any]:
         return {"server": f"fullduplex {__version__}", "agent": self.agent_name, "max_sessions": self.max_sessions,
@@ -75,6 +77,25 @@ class ServerState:
                 "uptime_s": round(time.time() - self.started, 1),
                 "sessions": [c.session.info() for c in list(self.connections) if c.session is not None],
                 "recent": list(self.recent)}
+
+
+async def serve_connection(state: ServerState, request: web.Request, ws: web.WebSocketResponse) -> None:
+    """An accepted WebSocket: a session if a slot is free (run to its end), else 'busy' (0x05, close 1013).
+
+    ``request`` and ``ws`` are aiohttp's, or anything that offers what ``Connection`` uses of them
+    (``ray_serve.py`` adapts Starlette's WebSocket)."""
+    conn = Connection(state, request, ws)
+    if not state.try_acquire():
+        state.log(f"busy: refused {request.remote} ({state.active}/{state.max_sessions} sessions)")
+        await conn.fail(ProtocolError("busy", f"the server is at its limit of {state.max_sessions} concurrent "
+                                              "session(s); try again later", Close.TRY_LATER))
+        return
+    state.connections.add(conn)
+    try:
+        await conn.run()
+    finally:
+        state.connections.discard(conn)
+        state.release()
 
 
 class Connection:

@@ -1,0 +1,141 @@
+"""`fullduplex serve --ray`: the server as Ray Serve replicas (a local Ray, started once for this file).
+
+Two replicas of the sequential agent (real models: VAD -> Moonshine -> SmolLM2 -> Piper), two sessions
+each, on loopback. Clients start 0.4 s apart: Serve's router picks a replica on queue lengths it learns
+from the replicas' answers, so clients arriving within the same few milliseconds may be refused by a
+full replica while another has room (said in the README).
+"""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from fullduplex.audio.frames import SAMPLE_RATE
+from fullduplex.config import Config
+from fullduplex.server.client import converse
+from fullduplex.server.config import ServerConfig
+
+from .conftest import read_clip
+
+try:
+    import ray  # noqa: F401
+    from fullduplex.server import ray_serve
+except ImportError as e:   # the `ray` extra is not installed
+    pytestmark = pytest.mark.skip(reason=f"Ray Serve is not installed (pip install 'fullduplex[ray]'): {e}")
+
+SESSIONS = 2                   # per replica
+CLIPS = {"ljspeech-LJ002-0020": ("eighteen",), "ljspeech-LJ002-0035": ("press", "yard")}
+
+
+def speech(name: str, tail_s: float) -> np.ndarray:
+    return np.concatenate([read_clip(f"{name}.wav"), np.zeros(int(tail_s * SAMPLE_RATE), np.float32)])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"ws://127.0.0.1:{port}/api/chat"
+
+    def status(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/status", timeout=10) as r:
+            return json.loads(r.read())
+
+    def wait(self, ok, limit_s: float = 20.0) -> dict:
+        deadline = time.monotonic() + limit_s
+        while True:
+            status = self.status()
+            if ok(status) or time.monotonic() > deadline:
+                return status
+            time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    scfg = ServerConfig(port=free_port())
+    ours = ray_serve.start(None, scfg)
+    plan = ray_serve.Plan(replicas=2, autoscale=None, sessions=SESSIONS, drain_s=5.0, gpus=0)
+    try:
+        ray_serve.serve.run(ray_serve.build_app("sequential", Config(), scfg, plan), name=ray_serve.APP_NAME,
+                            route_prefix="/")
+        yield Cluster(scfg.port)
+    finally:
+        ray_serve.serve.delete(ray_serve.APP_NAME)
+        if ours:
+            ray_serve.serve.shutdown()
+            ray.shutdown()
+
+
+def session_of(run) -> str:
+    return next(m["session"] for m in run.metadata if m.get("type") == "session")
+
+
+async def staggered(url: str, clips: list[str], tail_s: float, gap_s: float = 0.4) -> list:
+    tasks = []
+    for name in clips:
+        tasks.append(asyncio.create_task(converse(url, speech(name, tail_s))))
+        await asyncio.sleep(gap_s)
+    return tasks
+
+
+def test_four_clients_spread_over_two_replicas_then_busy(cluster):
+    clips = list(CLIPS) * 2
+
+    async def scenario():
+        tasks = await staggered(cluster.url, clips, tail_s=5.5)
+        await asyncio.sleep(0.5)
+        during = await asyncio.to_thread(cluster.status)
+        extra = await converse(cluster.url, speech(clips[0], tail_s=0.0))
+        return [await t for t in tasks], extra, during
+    runs, extra, during = asyncio.run(scenario())
+    assert extra.errors and extra.errors[0].startswith("busy:") and extra.close_code == 1013, \
+        "the fifth client is told 'busy' (0x05, close 1013), not an HTTP error or a wait"
+    assert during["replicas"] == 2 and during["max_sessions"] == 2 * SESSIONS
+    assert sorted(r["active"] for r in during["per_replica"]) == [SESSIONS, SESSIONS], "spread over both"
+    replicas = {session_of(run).split("-")[2] for run in runs}
+    assert len(replicas) == 2, f"sessions on both replicas: {[session_of(r) for r in runs]}"
+    for name, run in zip(clips, runs):
+        assert not run.errors and run.close_code == 1000, run.errors
+        heard = " ".join(e.data["text"] for e in run.events if e.kind == "stt.final").lower()
+        assert any(word in heard for word in CLIPS[name]), f"{name}: its own words, not another's: {heard!r}"
+        answered = {"llm.first_token", "playback.start"} & {e.kind for e in run.events}
+        assert answered, "the agent answered (four calls on two loaded cores: the answer may still be on its way)"
+    status = cluster.wait(lambda s: s["active"] == 0 and s["served"] >= 4)
+    assert status["active"] == 0 and status["served"] >= 4 and status["refused_busy"] >= 1
+    assert {r["replica"] for r in status["per_replica"]} == replicas
+
+
+def test_a_killed_replica_ends_only_its_own_calls(cluster):
+    async def scenario():
+        a, b = await staggered(cluster.url, list(CLIPS), tail_s=6.0)
+        await asyncio.sleep(1.5)
+        status = await asyncio.to_thread(cluster.status)
+        busy = [r for r in status["per_replica"] if r["active"]]
+        assert len(busy) == 2, "one call on each replica"
+        victim = busy[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        await asyncio.sleep(1.0)
+        after = await converse(cluster.url, speech(list(CLIPS)[0], tail_s=3.0))
+        return await a, await b, after, victim
+    a, b, after, victim = asyncio.run(scenario())
+    lost, kept = (a, b) if victim["replica"] in session_of(a) else (b, a)
+    assert victim["replica"] in session_of(lost)
+    assert lost.errors and lost.errors[-1].startswith("replica_lost:") and lost.close_code == 1011, \
+        (lost.errors, lost.close_code)
+    assert not kept.errors and kept.close_code == 1000 and kept.agent_text, "the other replica's call went on"
+    assert not after.errors and victim["replica"] not in session_of(after), "a new client is served elsewhere"
+    status = cluster.wait(lambda s: s["replicas_lost"] >= 1)
+    assert victim["replica"] in {r["replica"] for r in status["lost"]}
+    assert status["served"] >= 6, "the lost replica's counts stay in the sums"
