@@ -85,8 +85,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_bench_build_suite(args: argparse.Namespace) -> int:
     from .bench.suite import build_suite
 
+    kinds = {"kinds": [k.strip() for k in args.kinds.split(",")]} if args.kinds else {}
     summary = build_suite(args.out, data_dir=args.data, seed=args.seed, synthetic=not args.real_only,
-                          progress=lambda msg: print(msg, file=sys.stderr))
+                          progress=lambda msg: print(msg, file=sys.stderr), **kinds)
     print(summary)
     return 0
 
@@ -388,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", default=None, help="the shared data folder (default: ../shared/data beside the repo)")
     b.add_argument("--seed", type=int, default=0, help="random seed for the synthetic part (default 0)")
     b.add_argument("--real-only", action="store_true", help="only the scenarios cut from real recordings")
+    b.add_argument("--kinds", default=None,
+                   help="only these kinds (default all): pause,turn_taking,interrupt,backchannel and FDB v1.5's "
+                        "overlap_interrupt,overlap_backchannel,overlap_side_talk,overlap_background")
     b.set_defaults(func=cmd_bench_build_suite)
 
     r = bsub.add_parser("run", help="run agents on a suite in real time (resumable), then score and report",
@@ -402,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, default=1, help="scenarios at a time; capped at cores/2, except moshi alone on a GPU: "
                                                           "N slots of one batch (default 1)")
     r.add_argument("--limit", type=int, default=None, help="run only this many scenarios, spread over kinds")
-    r.add_argument("--kinds", default=None, help="only these kinds: pause,turn_taking,interrupt,backchannel")
+    r.add_argument("--kinds", default=None, help="only these kinds: pause,turn_taking,interrupt,backchannel, "
+                   "overlap_interrupt,overlap_backchannel,overlap_side_talk,overlap_background")
     r.add_argument("--source", default=None, help="only scenarios from these sources: real,synthetic,fdb")
     r.add_argument("--no-report", action="store_true", help="skip scoring and the report")
     r.add_argument("--turn-models", default=None, metavar="DIR",

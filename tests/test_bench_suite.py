@@ -223,3 +223,35 @@ def test_synthetic_turn_taking_is_deterministic(shared_data, tmp_path):
     turn_end = scenario.span[0]
     assert frame_db(audio[:int(turn_end * 16000)]).max() > -30
     assert trailing_silence_s(audio) >= len(audio) / 16000 - turn_end - 0.06
+
+
+def test_overlap_scenarios_leave_room_for_the_answer_then_overlap_it(real_suite):
+    """FDB v1.5's kinds (built with the rest, so no extra build): the user's turn, 2.5 s of silence after
+    it, the overlap, then silence; background speech from another recording, below the user."""
+    from fullduplex.bench.scenarios import OVERLAP_KINDS
+    from fullduplex.bench.suite_overlap import OVERLAP_AFTER_S, speech_level_db
+    summary, root = real_suite
+    for kind in OVERLAP_KINDS:
+        assert summary.counts["real"][kind] >= 4, summary
+    for s in load_suite(root)[0]:
+        if s.kind not in OVERLAP_KINDS:
+            continue
+        audio = read(s.input_path)
+        (item,) = s.annotation
+        t0, t1 = item["turn"]
+        start, end = s.span
+        assert start - t1 == pytest.approx(OVERLAP_AFTER_S, abs=0.01), s.id
+        assert frame_db(audio[int(t0 * 16000):int(t1 * 16000)]).max() > -40, s.id
+        assert np.abs(audio[int((t1 + 0.06) * 16000):int((start - 0.06) * 16000)]).max() == 0, s.id
+        assert trailing_silence_s(audio) >= 5.9, s.id
+        meta = json.loads((s.dir / "meta.json").read_text())
+        if s.kind == "overlap_background":
+            assert len(s.recordings) == 2 and "; background speech: " in meta["licence"]
+            below = speech_level_db(audio[:int(t1 * 16000)]) - speech_level_db(audio[int(start * 16000):])
+            assert below == pytest.approx(item["level_db"], abs=2.0), s.id
+        else:
+            assert s.recordings == (meta["user_recording"],) or s.kind == "overlap_interrupt"
+        if s.kind == "overlap_side_talk":
+            assert not item["text"].rstrip().endswith("?") and len(item["text"].split()) >= 3
+        if s.kind == "overlap_backchannel":
+            assert end - start <= 1.0 + 0.01, s.id

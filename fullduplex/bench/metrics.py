@@ -64,7 +64,7 @@ from ..config import SttConfig
 from ..errors import UserError
 from ..models.stt import Word
 from ..models.vad import CHUNK, SileroVad
-from .scenarios import KINDS, Scenario
+from .scenarios import ALL_KINDS, KINDS, OVERLAP_KINDS, Scenario
 
 # FDB v1's constants.
 TURN_MIN_SPAN_S = 1.0        # words spanning this long are a turn
@@ -388,12 +388,14 @@ def score_scenario(scenario: Scenario, output_wav_path: str | os.PathLike, stt=N
             row.update(pause_metrics(words))
         elif scenario.kind == "turn_taking":
             row.update(turn_taking_metrics(words, scenario.span[0]))
+        elif scenario.kind in OVERLAP_KINDS:
+            pass   # FDB v1.5's numbers need the event log too: overlap.py, from the report
         elif scenario.kind == "backchannel":
             human = human_histogram(scenario, len(inp) / SAMPLE_RATE, icc_gt)
             row.update(backchannel_metrics(segments_from_probs(probs, len(out), decimals=1), words,
                                            duration, human))
         else:
-            raise UserError(f"{scenario.dir}: unknown scenario kind {scenario.kind!r}; one of {', '.join(KINDS)}")
+            raise UserError(f"{scenario.dir}: unknown scenario kind {scenario.kind!r}; one of {', '.join(ALL_KINDS)}")
     row["n_words"] = len(words)
     return row
 

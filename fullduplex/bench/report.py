@@ -26,9 +26,9 @@ from ..audio.recorder import read_timeline
 from ..runtime.latency import breakdown
 from ..errors import UserError
 from ..models.stt import Word
-from . import answers, metrics
+from . import answers, metrics, overlap
 from .runner import BENCH_FILE, RUN_FILE, scenario_dir
-from .scenarios import Scenario, load_suite
+from .scenarios import OVERLAP_KINDS, Scenario, load_suite
 from .suite import DEFAULT_DATA_DIR
 
 SCORE_FILE = "score.json"
@@ -111,6 +111,8 @@ def score_runs(out_dir: Path, scenarios: list[Scenario], stt=None, log=print) ->
             row.update({k: v for k, v in _json(folder / RUN_FILE).items() if k not in row})
             row.update(timeline_stats(folder / "timeline.jsonl"))
             row.update(answer_row(scenario, row, folder / "timeline.jsonl"))
+            if scenario.kind in OVERLAP_KINDS:
+                row.update(overlap_row(scenario, row, folder))
             row["recordings"] = list(scenario.recordings)
             rows.setdefault(agent, []).append(row)
     if not rows:
@@ -123,6 +125,15 @@ def answer_row(scenario: Scenario, row: dict, timeline: Path) -> dict:
     events = read_timeline(timeline) if timeline.exists() else []
     words = [Word(w["text"], w["start"], w["end"]) for w in row.get("words", [])]
     return answers.score_answers(scenario.kind, scenario.span, events, words)
+
+
+def overlap_row(scenario: Scenario, row: dict, folder: Path) -> dict:
+    """FDB v1.5's numbers for one overlap run (``overlap.py``): recomputed on every report, as answers are."""
+    timeline = folder / "timeline.jsonl"
+    events = read_timeline(timeline) if timeline.exists() else []
+    words = [Word(w["text"], w["start"], w["end"]) for w in row.get("words", [])]
+    return overlap.overlap_metrics(metrics.speech_segments(scenario.input_path),
+                                   metrics.speech_segments(folder / "output.wav"), scenario.span, events, words)
 
 
 def timeline_stats(path: Path) -> dict:
@@ -257,7 +268,11 @@ def report(out_dir: str | Path, suite_dir: str | Path | None = None, stt=None, p
             raise UserError(f"{out}: {BENCH_FILE} is missing; pass --suite with the suite the run used")
         suite_dir = _json(out / BENCH_FILE)["suite"]
     scenarios, _ = load_suite(suite_dir)
-    rows = score_runs(out, scenarios, stt, log)
+    all_rows = score_runs(out, scenarios, stt, log)
+    rows = {a: [r for r in rs if r.get("kind") not in OVERLAP_KINDS] for a, rs in all_rows.items()}
+    rows = {a: rs for a, rs in rows.items() if rs}
+    overlap_rows = {a: [r for r in rs if r.get("kind") in OVERLAP_KINDS] for a, rs in all_rows.items()}
+    overlap_rows = {a: rs for a, rs in overlap_rows.items() if rs}
     groups = {"all": lambda r: True, "real": lambda r: r.get("source") == "real",
               "synthetic": lambda r: r.get("source") == "synthetic"}
     summaries = {g: {a: summarise([r for r in rs if keep(r)]) for a, rs in rows.items() if any(keep(r) for r in rs)}
@@ -280,13 +295,29 @@ def report(out_dir: str | Path, suite_dir: str | Path | None = None, stt=None, p
     for group, table in summaries.items():
         if table:
             md += [f"### {group} scenarios", "", floor_table(table), ""]
+    overlap_summaries = {g: {a: overlap.aggregate([r for r in rs if keep(r)]) for a, rs in overlap_rows.items()
+                             if any(keep(r) for r in rs)} for g, keep in groups.items()}
+    if overlap_rows:
+        md += ["## Overlap while the agent speaks (FDB v1.5)", "",
+               "Each scenario: the user's turn, then 2.5 s after it ends (the agent mid-answer) an interruption, "
+               "a backchannel, side talk or background speech. Rates are over the scenarios where the agent was "
+               "answering at the overlap's onset (n); RESPOND/RESUME/UNCERTAIN come from the agent's event log "
+               "(or its transcript where it logs no playback), by rule, not FDB's GPT-4o (`fullduplex/bench/"
+               "overlap.py`). Stop and response latencies as FDB's get_timing.py (mean over every interval), and "
+               "ours at the labelled overlap (median). Published rows are FDB v1.5's own figures on its own data.",
+               ""]
+        for group, table in overlap_summaries.items():
+            if table:
+                md += [f"### {group} scenarios", "", overlap.markdown_tables(table, published=(group != "synthetic")), ""]
     write_text(out / "report.md", "\n".join(md))
     doc = {"suite": str(suite_dir), "summaries": summaries, "published": PUBLISHED,
+           "overlap_summaries": overlap_summaries, "overlap_published": overlap.PUBLISHED,
            "listener_reference": reference,
-           "scenarios": {a: [{k: v for k, v in r.items() if k != "words"} for r in rs] for a, rs in rows.items()}}
+           "scenarios": {a: [{k: v for k, v in r.items() if k != "words"} for r in rs] for a, rs in all_rows.items()}}
     write_text(out / "report.json", json.dumps(doc, indent=1, default=float))
     if plots:
         from .plots import plot_scenarios, plot_summary
-        plot_scenarios(out, scenarios, rows)
-        plot_summary(out / "summary.png", summaries["all"])
-    return {"markdown": "\n".join(md), "summaries": summaries, "rows": rows}
+        plot_scenarios(out, scenarios, all_rows)
+        if summaries["all"]:
+            plot_summary(out / "summary.png", summaries["all"])
+    return {"markdown": "\n".join(md), "summaries": summaries, "rows": all_rows, "overlap_summaries": overlap_summaries}

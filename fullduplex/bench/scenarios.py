@@ -9,6 +9,12 @@ which behaviour it tests and where the event is on the input's timeline:
   user's words before and during the interruption, instead of "text");
 - ``backchannel.json`` (ours) the real listener's backchannels ``[{"text": "[BACKCHANNEL]",
   "timestamp": [s, e]}]``; empty for a monologue with no listener.
+- ``overlap_interrupt.json``, ``overlap_backchannel.json``, ``overlap_side_talk.json``,
+  ``overlap_background.json`` (FDB v1.5's four behaviours, ours in this layout): the user's turn, room
+  for the agent's answer, then something overlapping that answer. Exactly one item: ``"timestamp"`` the
+  overlap's speech, ``"text"`` its words (or ``[BACKCHANNEL]``/``[BACKGROUND]`` where not transcribed),
+  ``"turn"`` ``[start, end]`` the user's turn before it (it ends before the overlap starts) and
+  optional ``"context"`` (the turn's words) and ``"level_db"`` (background: dB below the user).
 
 Each file is a JSON list of ``{"text": ..., "timestamp": [start, end]}``. FDB's own backchannel
 scenarios (``icc_backchannel/{ID}/``) carry no annotation at all: a folder with only ``input.wav``
@@ -36,8 +42,11 @@ import soundfile as sf
 
 from ..errors import UserError
 
-KINDS = ("pause", "turn_taking", "interrupt", "backchannel")
-ANNOTATION_FILES = {f"{kind}.json": kind for kind in KINDS}
+KINDS = ("pause", "turn_taking", "interrupt", "backchannel")   # FDB v1's four
+# FDB v1.5's four: something overlaps the agent's answer (``overlap.py`` scores them).
+OVERLAP_KINDS = ("overlap_interrupt", "overlap_backchannel", "overlap_side_talk", "overlap_background")
+ALL_KINDS = KINDS + OVERLAP_KINDS
+ANNOTATION_FILES = {f"{kind}.json": kind for kind in ALL_KINDS}
 SOURCES = ("real", "synthetic", "fdb")
 INPUT = "input.wav"
 META = "meta.json"
@@ -46,7 +55,7 @@ META = "meta.json"
 @dataclass
 class Scenario:
     id: str                      # path relative to the suite root, '/'-separated
-    kind: str                    # one of KINDS
+    kind: str                    # one of ALL_KINDS
     dir: Path
     input_path: Path
     annotation: list[dict] = field(default_factory=list)
@@ -115,7 +124,26 @@ def _check_annotation(path: Path, kind: str, data) -> list[dict]:
         for key in required:
             if not isinstance(item.get(key), str):
                 raise _Invalid(f"{path}: each item needs a '{key}' string (item {i} has {item.get(key)!r})")
+    if kind in OVERLAP_KINDS:
+        _check_overlap(path, data)
     return data
+
+
+def _check_overlap(path: Path, data: list) -> None:
+    """An overlap annotation: one item, whose "turn" [start, end] ends before the overlap starts."""
+    if len(data) != 1:
+        raise _Invalid(f"{path}: an overlap scenario has exactly one item (the overlap), not {len(data)}")
+    item = data[0]
+    turn = item.get("turn")
+    if not (isinstance(turn, (list, tuple)) and len(turn) == 2 and all(_is_number(t) for t in turn)
+            and 0 <= turn[0] <= turn[1] <= item["timestamp"][0]):
+        raise _Invalid(f"{path}: the item needs a 'turn' [start, end] of seconds: the user's turn, ending "
+                       f"before the overlap starts at {item['timestamp'][0]} (it has {turn!r})")
+    for key in ("context",):
+        if key in item and item[key] is not None and not isinstance(item[key], str):
+            raise _Invalid(f"{path}: '{key}' must be a string or null, not {item[key]!r}")
+    if "level_db" in item and not _is_number(item["level_db"]):
+        raise _Invalid(f"{path}: 'level_db' must be a number of dB, not {item['level_db']!r}")
 
 
 def _check_input(path: Path) -> None:

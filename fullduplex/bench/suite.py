@@ -1,7 +1,8 @@
 """Build the dev suite: Full-Duplex-Bench v1 scenarios cut from real recordings, plus synthetic ones.
 
 ``build_suite(out_dir)`` writes ``<out>/<source>/<kind>/<name>/`` folders (source: real | synthetic;
-kind: pause | turn_taking | interrupt | backchannel), each holding ``input.wav`` (16 kHz mono PCM16,
+kind: pause | turn_taking | interrupt | backchannel, and FDB v1.5's overlap_interrupt |
+overlap_backchannel | overlap_side_talk | overlap_background from ``suite_overlap``), each holding ``input.wav`` (16 kHz mono PCM16,
 the user's channel), exactly one annotation file in FDB's layout (see ``scenarios.py``) and
 ``meta.json`` (``source``, ``origin``, ``licence``). The real scenarios come from ``suite_real``
 (the shared data's labelled recordings), the synthetic ones from ``suite_synthetic`` (Piper).
@@ -32,7 +33,7 @@ import soundfile as sf
 from ..audio.frames import SAMPLE_RATE
 from ..errors import UserError
 from .draft import Draft
-from .scenarios import ANNOTATION_FILES, INPUT, KINDS, META
+from .scenarios import ALL_KINDS, ANNOTATION_FILES, INPUT, KINDS, META, OVERLAP_KINDS
 
 SOURCES = ("real", "synthetic")
 BUILDER = "fullduplex.bench.suite"  # meta.json mark: folders with it are ours to replace or prune
@@ -62,6 +63,9 @@ LICENCES_MD = """# Licences of this suite's audio
 | `real/*/jfk-*` | J. F. Kennedy's inaugural address (1961), as in openai-whisper's tests | public domain; openai-whisper MIT (`openai-whisper.MIT.txt`) |
 | `synthetic/*` | speech synthesised by Piper with the en_US-joe-medium voice from scripts in `fullduplex.bench.suite_synthetic` | voice: MIT package, CC0 dataset; Piper's runtime (GPL-3.0) does not license its output |
 
+`real/overlap_background/*` mix two of the recordings above (the user's, and a speaker of another one
+band-limited to 300-3400 Hz and 10-20 dB below the user): both licences apply, `meta.json` names both.
+
 The real scenarios are edited cuts (other speakers' audio replaced by silence, utterances spliced);
 `meta.json` in each folder names the file and time span it came from. Full-Duplex-Bench's own
 example data (CC BY-NC 4.0) is not part of this suite.
@@ -80,11 +84,15 @@ class SuiteSummary:
         return sum(n for src, kinds in self.counts.items() if source in (None, src) for n in kinds.values())
 
     def __str__(self) -> str:
-        head = f"{'':10s}" + "".join(f"{k:>13s}" for k in KINDS) + f"{'total':>8s}"
+        built = {k for kinds in self.counts.values() for k in kinds}
+        shown = [k for k in KINDS if k in built or not built & set(OVERLAP_KINDS)]
+        shown += [k for k in OVERLAP_KINDS if k in built]
+        width = {k: max(13, len(k) + 2) for k in shown}
+        head = f"{'':10s}" + "".join(f"{k:>{width[k]}s}" for k in shown) + f"{'total':>8s}"
         rows = [head]
         for src in SOURCES:
             if src in self.counts:
-                rows.append(f"{src:10s}" + "".join(f"{self.counts[src].get(k, 0):13d}" for k in KINDS)
+                rows.append(f"{src:10s}" + "".join(f"{self.counts[src].get(k, 0):{width[k]}d}" for k in shown)
                             + f"{self.total(src):8d}")
         rows.append(f"wrote {self.total()} scenarios to {self.root} in {self.seconds:.1f} s")
         if self.skipped:
@@ -105,7 +113,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
 
 def build_suite(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None, seed: int = 0,
                 synthetic: bool = True, progress: Callable[[str], None] | None = None, *,
-                kinds: Iterable[str] = KINDS, limit: int | None = None) -> SuiteSummary:
+                kinds: Iterable[str] = ALL_KINDS, limit: int | None = None) -> SuiteSummary:
     """Build the dev suite into ``out_dir``; returns what was written, per source and kind.
 
     ``data_dir`` defaults to ../shared/data beside the repo. ``seed`` drives the synthetic part (the
@@ -115,9 +123,9 @@ def build_suite(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None =
     started = time.monotonic()
     data = resolve_data_dir(data_dir)
     kinds = tuple(kinds)
-    unknown = [k for k in kinds if k not in KINDS]
+    unknown = [k for k in kinds if k not in ALL_KINDS]
     if unknown:
-        raise UserError(f"unknown scenario kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}")
+        raise UserError(f"unknown scenario kind(s) {', '.join(unknown)}; choose from {', '.join(ALL_KINDS)}")
     say = progress or (lambda msg: None)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -148,7 +156,7 @@ def build_suite(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None =
 
 def write_scenario(root: Path, draft: Draft) -> str:
     """Write one scenario folder atomically (temp folder, then rename); returns its id."""
-    if draft.kind not in KINDS:
+    if draft.kind not in ALL_KINDS:
         raise ValueError(f"unknown kind {draft.kind!r}")
     rel = Path(draft.source) / draft.kind / draft.name
     final = root / rel

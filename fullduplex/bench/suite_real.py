@@ -552,3 +552,5 @@ def real_drafts(data: Path, kinds, skipped: list[str]) -> Iterator[Draft]:
         else:
             for rec in recs:
                 yield from _capped(makers[kind](rec, skipped), kind, skipped)
+    from .suite_overlap import real_overlap_drafts   # FDB v1.5's overlap kinds (their own module)
+    yield from real_overlap_drafts(recs, kinds, skipped)

@@ -23,6 +23,7 @@ from ..audio.frames import SAMPLE_RATE
 from ..config import TtsConfig
 from ..models.tts import load_tts
 from .draft import Draft, n_samples, silence_s, ts
+from .scenarios import OVERLAP_KINDS
 
 PER_KIND = 12
 LEAD_S = 0.4                 # silence before the user starts
@@ -222,7 +223,8 @@ def synthetic_drafts(seed: int, kinds, limit: int | None = None,
                                ("backchannel", MONOLOGUES))}
     makers = {"pause": (_pause, PAUSES), "turn_taking": (_turn, TURNS), "interrupt": (_interrupt, INTERRUPTS),
               "backchannel": (_monologue, MONOLOGUES)}
-    if not any(k in kinds for k in makers):
+    overlap = [k for k in OVERLAP_KINDS if k in kinds]
+    if not any(k in kinds for k in makers) and not overlap:
         return
     if progress:
         progress("loading the Piper voice for the synthetic scenarios")
@@ -234,3 +236,6 @@ def synthetic_drafts(seed: int, kinds, limit: int | None = None,
         kind_rng = np.random.default_rng([seed, list(makers).index(kind)])
         for i, (j, rate) in enumerate(zip(order, rates)):
             yield make(voices, kind_rng, seed, i, float(rate), pool[int(j)])
+    if overlap:   # FDB v1.5's overlap kinds: their own seeded draws, after v1's (whose files stay the same)
+        from .suite_overlap import synthetic_overlap_drafts
+        yield from synthetic_overlap_drafts(voices, seed, overlap, limit)
