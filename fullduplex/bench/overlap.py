@@ -266,7 +266,7 @@ def markdown_tables(summaries: dict[str, dict], published: bool = True) -> str:
     if published:
         for name, (r, b, s, g) in PUBLISHED.items():
             lines.append(f"| *{name} (published, FDB's data)* | {r:.2f} | {b:.2f} | {s:.2f} | {g:.2f} | | |")
-    timing_head = ("| agent | kind | n | respond | resume | uncertain | stop latency at overlap s (median) | "
+    timing_head = ("| agent | kind | judged of n | respond | resume | uncertain | stop latency at overlap s (median) | "
                    "response/resume latency s (median) | FDB stop latency s (mean, all intervals) | "
                    "FDB response latency s (mean, all intervals) | from |")
     t = [timing_head, "|" + "---|" * 11]
@@ -276,7 +276,7 @@ def markdown_tables(summaries: dict[str, dict], published: bool = True) -> str:
             if not a:
                 continue
             src = ", ".join(f"{k} {v}" for k, v in sorted(a["sources"].items()))
-            t.append(f"| {agent} | {kind.removeprefix('overlap_')} | {a['n']} | {_fmt(a['respond'])} | "
+            t.append(f"| {agent} | {kind.removeprefix('overlap_')} | {a['judged']} of {a['n']} | {_fmt(a['respond'])} | "
                      f"{_fmt(a['resume'])} | {_fmt(a['uncertain'])} | {_fmt(a['stop_latency'])} | "
                      f"{_fmt(a['resp_latency'])} | {_fmt(a['stop_fdb'])} | {_fmt(a['resp_fdb'])} | {src} |")
     return "\n".join(lines) + "\n\n" + "\n".join(t)
