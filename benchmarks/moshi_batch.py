@@ -30,7 +30,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +41,8 @@ sys.path.insert(0, str(ROOT))
 from fullduplex.config import Config  # noqa: E402
 from fullduplex.errors import UserError  # noqa: E402
 from fullduplex.models import moshi  # noqa: E402
+from fullduplex.models.moshi.load import sampling_params  # noqa: E402
+from moshi_frame import add_model_options, load_bench_model  # noqa: E402  (this folder is on sys.path)
 
 MAX_LATE_PCT = 5.0
 MAX_GEN_LAG_S = 0.2
@@ -167,11 +168,7 @@ async def _clients(url: str, n: int, seconds: float, spread: float) -> list[dict
 # -- the whole run ----------------------------------------------------------------------------------------
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", default=None, help="a Moshi checkpoint folder (default: a fresh tiny random one)")
-    parser.add_argument("--full", action="store_true", help="Moshi 7B's architecture with random weights (a GPU)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, float32 on CPU), bfloat16, float32")
-    parser.add_argument("--threads", type=int, default=1, help="CPU torch threads (default 1, as the agent)")
+    add_model_options(parser)
     parser.add_argument("--slots", default=None, help="batch sizes, comma-separated (default CPU 1,2,4,6; "
                                                       "GPU 1,8,16,32,48,64)")
     parser.add_argument("--frames", type=int, default=50, help="raw: batched steps timed per size (default 50)")
@@ -188,22 +185,9 @@ def main() -> int:
         return 0
     import torch
     device = moshi.resolve_device(args.device)
-    if args.full and device.type != "cuda":
-        raise UserError("--full needs a CUDA GPU (--device cuda): the 7B model takes seconds per frame on a CPU")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
     sizes = [int(s) for s in (args.slots or ("1,8,16,32,48,64" if device.type == "cuda" else "1,2,4,6")).split(",")]
-    scratch = tempfile.TemporaryDirectory(prefix="moshi-tiny-")   # removed when the script ends
-    if args.full:
-        model = moshi.random_full_size(args.device, args.dtype)
-        cfg = Config().with_(moshi={"device": args.device, "dtype": args.dtype, "threads": args.threads})
-    else:
-        folder = args.dir or moshi.make_tiny(Path(scratch.name) / "tiny")
-        cfg = Config().with_(moshi={"checkpoint_dir": str(folder), "device": args.device, "dtype": args.dtype,
-                                    "threads": args.threads})
-        model = moshi.load_moshi(cfg.moshi)
-    sampling = {"temp": cfg.moshi.temp, "temp_text": cfg.moshi.temp_text, "top_k": cfg.moshi.top_k,
-                "top_k_text": cfg.moshi.top_k_text}
+    model, cfg, scratch = load_bench_model(args)
+    sampling = sampling_params(cfg.moshi)
     gpu = f", {torch.cuda.get_device_name(model.device)}" if device.type == "cuda" else ""
     print(f"{model.describe()}; torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s){gpu}; "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)

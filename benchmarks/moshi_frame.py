@@ -29,6 +29,32 @@ from fullduplex.errors import UserError  # noqa: E402
 from fullduplex.models import moshi  # noqa: E402
 
 
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Which Moshi to time (shared with benchmarks/moshi_batch.py)."""
+    parser.add_argument("--dir", default=None, help="a Moshi checkpoint folder (default: a fresh tiny random one)")
+    parser.add_argument("--full", action="store_true", help="Moshi 7B's architecture with random weights (a GPU: "
+                                                            "~16 GB of weights)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, float32 on CPU), bfloat16, float32")
+    parser.add_argument("--threads", type=int, default=1, help="CPU torch threads (default 1, as the agent)")
+
+
+def load_bench_model(args: argparse.Namespace):
+    """(model, its Config, the scratch folder of a tiny checkpoint: keep it alive while the model is used)."""
+    import torch
+    if args.full and moshi.resolve_device(args.device).type != "cuda":
+        raise UserError("--full needs a CUDA GPU (--device cuda): the 7B model's weights alone are 15-30 GB and "
+                        "it takes seconds per frame on a CPU")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    scratch = tempfile.TemporaryDirectory(prefix="moshi-tiny-")   # removed when the script ends
+    folder = "" if args.full else str(args.dir or moshi.make_tiny(Path(scratch.name) / "tiny"))
+    cfg = Config().with_(moshi={"checkpoint_dir": folder, "device": args.device, "dtype": args.dtype,
+                                "threads": args.threads})
+    model = moshi.random_full_size(args.device, args.dtype) if args.full else moshi.load_moshi(cfg.moshi)
+    return model, cfg, scratch
+
+
 def frame_times(model, frames: int, seed: int = 0) -> dict[str, list[float]]:
     import torch
 
@@ -79,11 +105,7 @@ def through_agent(model, cfg: Config, seconds: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", default=None, help="a Moshi checkpoint folder (default: a fresh tiny random one)")
-    parser.add_argument("--full", action="store_true", help="Moshi 7B's architecture with random weights (needs ~16 GB)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, float32 on CPU), bfloat16, float32")
-    parser.add_argument("--threads", type=int, default=1, help="CPU torch threads (default 1, as the agent)")
+    add_model_options(parser)
     parser.add_argument("--frames", type=int, default=100, help="frames to time (default 100 = 8 s of audio)")
     parser.add_argument("--agent", action="store_true", help="also stream 10 s through the agent in real time")
     args = parser.parse_args()
@@ -91,20 +113,7 @@ def main() -> int:
     import torch
     if args.frames < 1:
         raise UserError("--frames must be at least 1")
-    if args.full and moshi.resolve_device(args.device).type != "cuda":
-        raise UserError("--full needs a CUDA GPU (--device cuda): the 7B model's weights alone are 15-30 GB and "
-                        "it takes seconds per frame on a CPU")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    if args.full:
-        model = moshi.random_full_size(args.device, args.dtype)
-        folder = None
-    else:
-        scratch = tempfile.TemporaryDirectory(prefix="moshi-tiny-")   # removed when the script ends
-        folder = args.dir or moshi.make_tiny(Path(scratch.name) / "tiny")
-        cfg = Config().with_(moshi={"checkpoint_dir": str(folder), "device": args.device, "dtype": args.dtype,
-                                    "threads": args.threads})
-        model = moshi.load_moshi(cfg.moshi)
+    model, cfg, scratch = load_bench_model(args)
     print(f"{model.describe()}; loaded in {model.load_s:.1f} s; torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU thread(s)"
           + (f", {torch.cuda.get_device_name(model.device)}" if model.device.type == "cuda" else ""))
@@ -118,8 +127,7 @@ def main() -> int:
     print(f"real time: {'yes' if p90 <= budget else 'NO'} (p90 {p90:.1f} ms of a {budget:.0f} ms budget; "
           f"real-time factor {np.percentile(times['frame'], 50) / budget:.2f})")
     if args.agent:
-        cfg = Config().with_(moshi={"checkpoint_dir": str(folder or ""), "device": args.device, "dtype": args.dtype,
-                                    "threads": args.threads, "slots": 1})   # one call: a batch of one
+        cfg = cfg.with_(moshi={"slots": 1})   # one call: a batch of one
         print("through the agent, 10 s in real time:", through_agent(model, cfg, 10.0))
     return 0
 
