@@ -66,10 +66,15 @@ class Utterance:
 
 # --- what the agent said -----------------------------------------------------------------------
 
+def local_events(events: list[Event]) -> list[Event]:
+    """The agent's own events: not those a server or client stamped on its own clock (a ws:// run)."""
+    return [e for e in events if e.data.get("origin") not in ("server", "client")]
+
+
 def from_events(events: list[Event]) -> list[Utterance] | None:
     """Answers and backchannels from the agent's event log; None when the log records no playback
     (then the transcript has to do)."""
-    local = [e for e in events if e.data.get("origin") not in ("server", "client")]
+    local = local_events(events)
     if not any(e.kind in ("playback.start", "backchannel") for e in local):
         return None
     out = []

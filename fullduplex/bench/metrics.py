@@ -260,11 +260,13 @@ def interruption_metrics(words_after: list[Word], interruption: Span, agent_segm
     return {"tor": tor, "latency": latency, "stop_latency": stop}
 
 
-def merge_gaps(segments: list[Span], gap_s: float) -> list[Span]:
-    """Join segments separated by less than ``gap_s`` (the pauses between an agent's words)."""
+def merge_gaps(segments: list[Span], gap_s: float, inclusive: bool = False) -> list[Span]:
+    """Join segments (in time order) separated by less than ``gap_s`` (the pauses between an agent's
+    words); ``inclusive``: by at most ``gap_s``, as FDB v1.5's ``get_timing.py`` merges."""
     merged: list[list[float]] = []
     for s, e in segments:
-        if merged and s - merged[-1][1] < gap_s:
+        gap = s - merged[-1][1] if merged else None
+        if gap is not None and (gap <= gap_s if inclusive else gap < gap_s):
             merged[-1][1] = max(merged[-1][1], e)
         else:
             merged.append([s, e])

@@ -43,6 +43,9 @@ import numpy as np
 
 from ..events import Event
 from ..models.stt import Word
+from .answers import local_events
+from .metrics import merge_gaps
+from .scenarios import OVERLAP_KINDS
 
 USER_MERGE_GAP_S = 0.6    # FDB v1.5 get_timing.py
 MODEL_MERGE_GAP_S = 0.5
@@ -55,14 +58,8 @@ Span = tuple[float, float]
 
 
 def _merge(segments: list[Span], gap: float) -> list[Span]:
-    """FDB's merge: a gap of at most ``gap`` joins two segments (``metrics.merge_gaps`` joins below it)."""
-    out: list[list[float]] = []
-    for s, e in sorted(segments):
-        if out and s - out[-1][1] <= gap:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return [(s, e) for s, e in out]
+    """FDB's merge: a gap of at most ``gap`` joins two segments."""
+    return merge_gaps(sorted(segments), gap, inclusive=True)
 
 
 def stop_intervals(user: list[Span], model: list[Span]) -> list[list[float]]:
@@ -111,12 +108,8 @@ def timing(user_segments: list[Span], agent_segments: list[Span], overlap: Span)
 
 # --- behaviour --------------------------------------------------------------------------------
 
-def _local(events: list[Event]) -> list[Event]:
-    return [e for e in events if e.data.get("origin") not in ("server", "client")]
-
-
 def logs_playback(events: list[Event] | None) -> bool:
-    return any(e.kind == "playback.start" for e in _local(events or []))
+    return any(e.kind == "playback.start" for e in local_events(events or []))
 
 
 def _n_words(text: str) -> int:
@@ -125,7 +118,7 @@ def _n_words(text: str) -> int:
 
 def from_events(events: list[Event], overlap: Span) -> dict:
     """Behaviour and words lost, from the agent's event log (see the module docstring)."""
-    evs = sorted(_local(events), key=lambda e: e.t)
+    evs = sorted(local_events(events), key=lambda e: e.t)
     onset = overlap[0]
     row = {"behaviour_source": "events", "words_planned": None, "words_played": None, "words_lost": None}
     answer = None
@@ -252,7 +245,7 @@ def markdown_tables(summaries: dict[str, dict], published: bool = True) -> str:
     head = ("| agent | respond to interruption ↑ | resume after user BC ↑ | resume after side talk ↑ | "
             "resume after background ↑ | words lost to false stops (BC / side / bg) ↓ | not speaking at onset |")
     lines = [head, "|" + "---|" * 7]
-    order = ("overlap_interrupt", "overlap_backchannel", "overlap_side_talk", "overlap_background")
+    order = OVERLAP_KINDS
     for agent, agg in summaries.items():
         def cell(kind, key):
             a = agg.get(kind)
