@@ -124,9 +124,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     agents = _agent_list(args.agents)
     result = run_demo(args.out, tuple(agents), _config_from(args), log=log)
-    summaries = result["summaries"]["all"]
     print()
-    print(plain_summary({a: summaries[a] for a in agents if a in summaries}))   # in the order asked for
+    print(plain_summary(result["demo"]))
     out = Path(args.out)
     print(f"\nlisten and look: {out / 'index.html'} (open it in a browser); every number: {out / 'report.md'}")
     return 0

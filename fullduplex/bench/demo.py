@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from ..audio.io import write_text
+from ..audio.io import read_user_audio, write_text, write_wav
 from ..config import Config
 from ..errors import UserError
 from . import metrics
@@ -113,7 +112,8 @@ def write_demo_set(suite_dir: str | Path, out_dir: str | Path = DEMO_SUITE) -> l
 # -- the run --------------------------------------------------------------------------------------
 def run_demo(out_dir: str | Path, agents: tuple[str, ...] = DEMO_AGENTS, cfg: Config | None = None,
              suite_dir: str | Path = DEMO_SUITE, log=print) -> dict:
-    """Bench ``agents`` on the demo set in real time, score it, write the page; returns the report."""
+    """Bench ``agents`` on the demo set in real time, score it, write the page; returns the report (with
+    ``demo``: each agent's summary, in the order of ``agents``)."""
     out = Path(out_dir)
     run = run_bench(list(agents), suite_dir, out, cfg, log=log)
     if run.failed:
@@ -123,6 +123,7 @@ def run_demo(out_dir: str | Path, agents: tuple[str, ...] = DEMO_AGENTS, cfg: Co
     t0 = time.monotonic()
     result = report(out, suite_dir, log=log)
     summaries = {a: result["summaries"]["all"][a] for a in agents if a in result["summaries"]["all"]}
+    result["demo"] = summaries   # in the order asked for: the page's and the printed summary's
     write_page(out, load_suite(suite_dir)[0], summaries)
     log(f"scored and wrote the page in {time.monotonic() - t0:.0f} s")
     return result
@@ -130,24 +131,20 @@ def run_demo(out_dir: str | Path, agents: tuple[str, ...] = DEMO_AGENTS, cfg: Co
 
 def stereo_conversation(scenario: Scenario, output_wav: Path, target: Path) -> Path:
     """The user's channel left and the agent's right, as a person would listen to the call."""
-    user, rate = sf.read(scenario.input_path, dtype="float32")
-    agent, agent_rate = sf.read(output_wav, dtype="float32")
-    if agent_rate != rate:
-        raise UserError(f"{output_wav}: {agent_rate} Hz, but the user's channel is {rate} Hz")
-    n = max(len(user), len(agent))
-    both = np.zeros((n, 2), np.float32)
+    user, _ = read_user_audio(scenario.input_path)
+    agent, _ = read_user_audio(output_wav)
+    both = np.zeros((max(len(user), len(agent)), 2), np.float32)
     both[: len(user), 0], both[: len(agent), 1] = user, agent
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(target, both, rate, subtype="PCM_16")
+    write_wav(target, both)
     return target
 
 
 # -- what a person reads ------------------------------------------------------------------------
 LINES = [  # (summary key, the question in plain words, how to show the number)
-    ("answer_onset", "answered after the caller finished (median)", lambda v, s: f"{v:.2f} s"),
-    ("pause_tor", "took the floor at a mid-turn pause", lambda v, s: f"{v:.0%} of pauses"),
-    ("during_user", "was audible while the caller spoke", lambda v, s: f"{v:.0%} of the caller's speech"),
-    ("stop_latency", "stopped after the caller cut in (median)", lambda v, s: f"{v:.2f} s"),
+    ("answer_onset", "answered after the caller finished (median)", lambda v: f"{v:.2f} s"),
+    ("pause_tor", "took the floor at a mid-turn pause", lambda v: f"{v:.0%} of pauses"),
+    ("during_user", "was audible while the caller spoke", lambda v: f"{v:.0%} of the caller's speech"),
+    ("stop_latency", "stopped after the caller cut in (median)", lambda v: f"{v:.2f} s"),
 ]
 
 
@@ -160,7 +157,7 @@ def plain_summary(summaries: dict[str, dict]) -> str:
         out.append(f"  {question}:")
         for agent, s in summaries.items():
             value = s.get(key)
-            out.append(f"    {agent:<{width}}  {'–' if value is None else show(value, s)}")
+            out.append(f"    {agent:<{width}}  {'–' if value is None else show(value)}")
     return "\n".join(out)
 
 
@@ -168,7 +165,7 @@ def _table_html(summaries: dict[str, dict]) -> str:
     head = "".join(f"<th>{html.escape(a)}</th>" for a in summaries)
     rows = []
     for key, question, show in LINES:
-        cells = "".join(f"<td>{'–' if s.get(key) is None else html.escape(show(s[key], s))}</td>"
+        cells = "".join(f"<td>{'–' if s.get(key) is None else html.escape(show(s[key]))}</td>"
                         for s in summaries.values())
         rows.append(f"<tr><th>{html.escape(question)}</th>{cells}</tr>")
     return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
