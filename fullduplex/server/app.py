@@ -27,6 +27,8 @@ STATIC = Path(__file__).parent / "static"
 STATE = web.AppKey("fullduplex_state", object)
 OUR_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:; "
            "img-src 'self' data:; media-src 'self' blob:; worker-src 'self' blob:; frame-ancestors 'none'")
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "no-referrer"}   # the page URL may carry ?token=
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
@@ -58,8 +60,8 @@ async def status(request: web.Request) -> web.Response:
 async def security_headers(request: web.Request, handler):
     response = await handler(request)
     if not isinstance(response, web.WebSocketResponse):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")   # the page URL may carry ?token=
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
         if request.app[STATE].scfg.static_dir is None:
             response.headers.setdefault("Content-Security-Policy", OUR_CSP)
     return response

@@ -28,7 +28,6 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import ray
@@ -42,6 +41,7 @@ from ..config import Config
 from ..engines import Agent, ModelStack, make_agent
 from ..errors import UserError
 from .access import access_problem, check_bind
+from .app import OUR_CSP, SECURITY_HEADERS, STATIC
 from .config import ServerConfig
 from .connection import ServerState, serve_connection
 from .protocol import Close
@@ -50,9 +50,6 @@ from .ray_guard import GUARD_ENV, GUARD_PATH
 APP_NAME = "fullduplex"
 HEARTBEAT_S = 1.0        # each replica reports its state this often
 LOST_AFTER_S = 5.0       # a replica silent this long is counted lost (its counts kept in the sums)
-STATIC = Path(__file__).parent / "static"
-OUR_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:; "
-           "img-src 'self' data:; media-src 'self' blob:; worker-src 'self' blob:; frame-ancestors 'none'")
 
 
 # -- Starlette's WebSocket as ``Connection`` sees aiohttp's --------------------------------------------
@@ -248,8 +245,7 @@ class ChatReplica:
         files = {p.name: p for p in STATIC.iterdir() if p.is_file()}
         if name not in files:
             return PlainTextResponse("not found\n", status_code=404)
-        return FileResponse(files[name], headers={"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-                                                  "Content-Security-Policy": OUR_CSP})
+        return FileResponse(files[name], headers={**SECURITY_HEADERS, "Content-Security-Policy": OUR_CSP})
 
     async def __del__(self) -> None:
         """Serve stops this replica once its sessions have ended (or at the drain bound, without this)."""
