@@ -81,18 +81,10 @@ class Clip:
 # -- finding clips -------------------------------------------------------------------------------
 
 def _clip(rec: sr.Recording, g: sr.Seg) -> Clip | None:
-    """``g`` tightened to VAD speech with pads that stop at any neighbouring label, or None when the
-    span holds another speaker (as ``suite_real._utterances`` does, for any label)."""
-    inside = [(s, e) for s, e in rec.speech if min(e, g.end) > max(s, g.start)]
-    s0 = max(g.start, inside[0][0]) if inside else g.start
-    e0 = min(g.end, inside[-1][1]) if inside else g.end
-    if e0 - s0 < sr.MIN_PIECE_S:
-        return None
-    s = max([s0 - sr.PAD_S, sr._prev_other_end(rec, g.speaker, s0), 0.0]
-            + [x.end for x in rec.labels if x.end <= s0])
-    e = min([e0 + sr.PAD_S, sr._next_other_start(rec, g.speaker, e0), rec.duration]
-            + [x.start for x in rec.labels if x.start >= e0])
-    if e <= s or sr._leak(rec, g.speaker, s, e) is not None:
+    """``g`` tightened and padded (``suite_real.clean_span``), or None when too short, when the span holds
+    another speaker, or when it is too quiet."""
+    s0, e0, s, e = sr.clean_span(rec, g)
+    if e0 - s0 < sr.MIN_PIECE_S or e <= s or sr._leak(rec, g.speaker, s, e) is not None:
         return None
     if sr.peak_db(cut(rec.audio, s, e)) < sr.MIN_PEAK_DB:
         return None

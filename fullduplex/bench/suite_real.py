@@ -426,20 +426,25 @@ def _turn_takings(rec: Recording, skipped: list[str]) -> Iterator[Draft]:
                           transcript=_text_in(rec, speaker, start, keep), turn_end=evidence))
 
 
+def clean_span(rec: Recording, g: Seg) -> tuple[float, float, float, float]:
+    """``g`` tightened to VAD speech (s0, e0) and cut with pads (s, e) that stop at any neighbouring
+    label: the next utterance may follow within 40 ms."""
+    inside = [(s, e) for s, e in rec.speech if min(e, g.end) > max(s, g.start)]
+    s0 = max(g.start, inside[0][0]) if inside else g.start
+    e0 = min(g.end, inside[-1][1]) if inside else g.end
+    s = max([s0 - PAD_S, _prev_other_end(rec, g.speaker, s0), 0.0] + [x.end for x in rec.labels if x.end <= s0])
+    e = min([e0 + PAD_S, _next_other_start(rec, g.speaker, e0), rec.duration]
+            + [x.start for x in rec.labels if x.start >= e0])
+    return s0, e0, s, e
+
+
 def _utterances(rec: Recording, skipped: list[str]) -> list[tuple[Recording, Seg, float, float]]:
     """Transcribed utterances that are clean audio of their speaker, tightened to VAD speech."""
     out = []
     for g in rec.labels:
         if not g.text or _is_backchannel(rec, g):
             continue
-        inside = [(s, e) for s, e in rec.speech if min(e, g.end) > max(s, g.start)]
-        s0 = max(g.start, inside[0][0]) if inside else g.start
-        e0 = min(g.end, inside[-1][1]) if inside else g.end
-        # Pads stop at any neighbouring label: the next utterance may follow within 40 ms.
-        s = max([s0 - PAD_S, _prev_other_end(rec, g.speaker, s0), 0.0]
-                + [x.end for x in rec.labels if x.end <= s0])
-        e = min([e0 + PAD_S, _next_other_start(rec, g.speaker, e0), rec.duration]
-                + [x.start for x in rec.labels if x.start >= e0])
+        s0, e0, s, e = clean_span(rec, g)
         why = _leak(rec, g.speaker, s, e)
         if why:
             skipped.append(f"{rec.name} utterance {g.text!r} at {g.start:.2f} s: {why}")
