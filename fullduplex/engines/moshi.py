@@ -32,6 +32,7 @@ import numpy as np
 from ..audio.frames import SAMPLE_RATE, silence
 from ..audio.resample import StreamResampler
 from ..config import Config
+from ..models.moshi.batch import percentile_ms
 from .base import Conversation
 from .stack import ModelStack
 
@@ -40,8 +41,6 @@ CLOSE_WAIT_S = 0.5        # at the end of a call: how long its frames already ha
 LAG_EVERY_S = 1.0         # at most one moshi.lag event per second of conversation (with counts)
 
 
-def _pct(values: list[float], q: float) -> float:
-    return round(float(np.percentile(values, q)), 2) if values else 0.0
 
 
 class MoshiConversation(Conversation):
@@ -208,7 +207,7 @@ class MoshiConversation(Conversation):
         if ms > self._frame_s * 1000:
             self.stats["slow"] += 1
         if t is not None and t >= self._next_report and self._window:
-            self.emit("moshi.step", t=t, frames=len(self._window), p50_ms=_pct(self._window, 50),
+            self.emit("moshi.step", t=t, frames=len(self._window), p50_ms=percentile_ms(self._window, 50),
                       max_ms=round(max(self._window), 2), budget_ms=round(self._frame_s * 1000, 1),
                       slow_total=self.stats["slow"], dropped_total=self.stats["dropped"])
             self._window = []
@@ -217,12 +216,12 @@ class MoshiConversation(Conversation):
     def _summary(self) -> None:
         budget = self._frame_s * 1000
         c = self._compute_ms
-        p90 = _pct(c, 90)
+        p90 = percentile_ms(c, 90)
         self.summary = {
             "frames_in": self._frames_in, "frames_run": self.stats["run"], "dropped": self.stats["dropped"],
             "failed": self.stats["failed"], "slow_frames": self.stats["slow"], "budget_ms": round(budget, 1),
-            "compute_p50_ms": _pct(c, 50), "compute_p90_ms": p90, "compute_max_ms": round(max(c), 2) if c else 0.0,
-            "latency_p50_ms": _pct(self._latency_ms, 50),
+            "compute_p50_ms": percentile_ms(c, 50), "compute_p90_ms": p90, "compute_max_ms": round(max(c), 2) if c else 0.0,
+            "latency_p50_ms": percentile_ms(self._latency_ms, 50),
             "trimmed_ms": round(1000 * self.stats["trimmed_samples"] / SAMPLE_RATE, 1),
             "underrun_ms": round(1000 * self.stats["underrun_samples"] / SAMPLE_RATE, 1),
             "real_time": bool(c) and p90 <= budget and self.stats["dropped"] == 0,

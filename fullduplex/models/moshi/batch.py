@@ -110,6 +110,11 @@ class Slot:
         self.batch.leave(self)
 
 
+def percentile_ms(values, q: float) -> float:
+    """A percentile of times in ms, rounded for reports (0.0 for none)."""
+    return round(float(np.percentile(values, q)), 2) if len(values) else 0.0
+
+
 @dataclass
 class BatchStats:
     steps: int = 0
@@ -122,9 +127,9 @@ class BatchStats:
 
     def summary(self) -> dict:
         ms = list(self.step_ms)
-        pct = (lambda q: round(float(np.percentile(ms, q)), 2) if ms else 0.0)
         return {"steps": self.steps, "frames": self.frames, "joined": self.joined, "refused": self.refused,
-                "failed": self.failed, "step_p50_ms": pct(50), "step_p90_ms": pct(90), "step_p99_ms": pct(99),
+                "failed": self.failed, "step_p50_ms": percentile_ms(ms, 50), "step_p90_ms": percentile_ms(ms, 90),
+                "step_p99_ms": percentile_ms(ms, 99),
                 "step_max_ms": round(max(ms), 2) if ms else 0.0,
                 "active_mean": round(float(np.mean(self.active)), 2) if self.active else 0.0}
 
