@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import ast
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fullduplex.config import Config
+from fullduplex.cputime import CpuAccount, section
 from fullduplex.engines import make_agent
 from fullduplex.testing import ScriptedLlm, ScriptedStack, run_scripted
+from fullduplex.testing.fakes import InstantStt, ToneTts
 
 # A user who asks, is answered, talks over the answer, then asks again (speech spans, seconds).
 SPANS = [(0.5, 2.0), (3.1, 4.6), (6.5, 7.5)]
@@ -82,7 +85,7 @@ def test_state_prints_in_one_place(name):
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fullduplex"
 LAYERS = {  # lowest first; a module may import its own layer and the ones below
-    "": 0, "errors": 0, "config": 0, "events": 0, "textnorm": 0, "timebase": 0,
+    "": 0, "errors": 0, "config": 0, "cputime": 0, "events": 0, "textnorm": 0, "timebase": 0,
     "audio": 1, "models": 2, "turn": 3, "engines": 4, "runtime": 5,
     "server": 6, "testing": 6, "bench": 7, "cli": 8, "__main__": 8,
 }
@@ -158,3 +161,130 @@ def test_no_module_imports_a_higher_layer_and_there_are_no_cycles():
         if m not in state:
             visit(m, [m])
     assert not cycles, "\n".join(cycles)
+
+
+# -- CPU accounting: each model's CPU lands in the account of the conversation that asked -------------
+
+def burn(cpu_s: float) -> None:
+    """Spend ``cpu_s`` of this thread's CPU (not wall time: the same on a busy machine)."""
+    t0 = time.thread_time()
+    while time.thread_time() - t0 < cpu_s:
+        pass
+
+
+class Asks:
+    """Records which thread spent how much on which model, to compare with the accounts."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.spent: list[tuple[int, str, float]] = []
+
+    def burn(self, model: str, cpu_s: float) -> None:
+        burn(cpu_s)
+        with self.lock:
+            self.spent.append((threading.get_ident(), model, cpu_s))
+
+    def by(self, threads: set[int]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for ident, model, s in self.spent:
+            if ident in threads:
+                out[model] = out.get(model, 0.0) + s
+        return out
+
+
+def test_cpu_account_nests_and_charges_the_thread_that_asks():
+    shared = threading.Lock()          # one model for every conversation, as one llama.cpp context
+
+    def smart_turn(cpu_s):
+        with shared, section("smart_turn"):
+            burn(cpu_s)
+
+    a, b = CpuAccount(), CpuAccount()
+
+    def ask(account, times):
+        for _ in range(times):
+            with account.measure("turn"):
+                burn(0.005)
+                smart_turn(0.02)
+    threads = [threading.Thread(target=ask, args=(a, 3)), threading.Thread(target=ask, args=(b, 1))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(10)
+    with section("smart_turn"):
+        burn(0.01)                     # no account measures on this thread: nobody is charged
+    for account, times in ((a, 3), (b, 1)):
+        spent = account.by_model()
+        assert 0.02 * times <= spent["smart_turn"] < 0.02 * times + 0.01, spent
+        assert 0.005 * times <= spent["turn"] < 0.005 * times + 0.01, "the nested Smart Turn is not paid twice"
+
+
+def test_each_model_is_charged_to_its_conversation():
+    """Two calls on one agent at once, with fakes that spend CPU in the engine's worker threads: each
+    conversation's account holds what its own threads spent, model by model (and the frame loop's)."""
+    asks = Asks()
+
+    class Llm(ScriptedLlm):
+        def stream(self, messages, cancel=None):
+            for word in super().stream(messages, cancel):
+                asks.burn("llm", 0.003)
+                yield word
+
+    class Tts(ToneTts):
+        def synthesize(self, text):
+            asks.burn("tts", 0.01)
+            yield from super().synthesize(text)
+
+    class Stt(InstantStt):
+        def stream(self):
+            inner = super().stream()
+
+            class Stream:
+                def push(self, audio):
+                    asks.burn("stt", 0.001)
+                    return inner.push(audio)
+
+                def partial(self):
+                    return inner.partial()
+
+                def finish(self):
+                    return inner.finish()
+            return Stream()
+
+    class Turn:   # the predictive turn model's interface; its Smart Turn call charges itself
+        def for_conversation(self):
+            return self
+
+        def predict(self, tail, text, silence_s):
+            asks.burn("turn", 0.002)
+            with section("smart_turn"):
+                asks.burn("smart_turn", 0.01)
+            return 0.9 if text.endswith("?") else 0.2
+
+    models = stack()
+    models.llm, models.stt, models.turn_model = Llm("Sure. It opens at nine. Anything else?"), Stt(), Turn()
+    models.stt.text = "When does the library open?"
+    models.tts = Tts(0.5)
+    agent = make_agent("duplex", models, Config())
+    agent.prepare()
+    runs = {}
+
+    def call(seconds):
+        runs[seconds] = run_scripted(agent, seconds=seconds)
+    threads = [threading.Thread(target=call, args=(s,)) for s in (10.0, 3.0)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    for run in runs.values():
+        conversation = run.conversation
+        spent = conversation.cpu.by_model()
+        asked = asks.by({w._thread.ident for w in conversation.workers()})
+        assert set(asked) == {"llm", "tts", "stt", "turn", "smart_turn"}, asked
+        for model, cpu_s in asked.items():
+            assert cpu_s <= spent[model] < cpu_s + 0.05, (model, cpu_s, spent)
+        assert spent["step"] > 0, "the frame loop's own work"
+        summary = conversation.cpu_summary(run.stats.duration_s)
+        assert summary["cpu_accounted_s"] == pytest.approx(sum(spent.values()), abs=1e-3)
+    assert runs[10.0].conversation.cpu.by_model()["llm"] > runs[3.0].conversation.cpu.by_model()["llm"], \
+        "the longer call asked more"

@@ -135,7 +135,7 @@ def _run_one(agent: Agent | None, cfg: Config, agent_name: str, scenario: Scenar
     write_text(folder / "timeline.jsonl", "".join(json.dumps(e.to_json()) + "\n" for e in result.events))
     stats = {"agent": agent_name, "scenario": scenario.id, "kind": scenario.kind, "source": scenario.source,
              "audio_s": round(len(audio) / 16000, 3), "cpu_s": round(result.cpu_s, 3),
-             "cpu_per_audio_s": round(result.cpu_per_audio_s, 3),
+             "cpu_per_audio_s": round(result.cpu_per_audio_s, 3), **result.cpu,
              "step_p50_ms": round(result.step_percentile(50), 3), "step_p99_ms": round(result.step_percentile(99), 3),
              "late_frames": result.late_frames, "frames": len(result.step_ms),
              "queue_fill": round(result.queue_fill, 3), "jobs_refused": result.jobs_refused,

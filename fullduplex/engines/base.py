@@ -27,6 +27,7 @@ import numpy as np
 from ..audio.clock import Clock, RealClock
 from ..audio.frames import frame_samples
 from ..config import Config
+from ..cputime import CpuAccount
 from ..events import Event, EventLog
 from .stack import ModelStack
 from .workers import Worker
@@ -54,6 +55,7 @@ class Conversation:
         self.events = events
         self.frame_samples = frame_samples
         self.closed = False
+        self.cpu = CpuAccount()   # CPU seconds by model, charged by the threads working for this call
 
     def step(self, user_frame: np.ndarray, t: float) -> np.ndarray:
         """Consume the user's frame that starts at ``t``; return the agent's next frame, which plays
@@ -73,6 +75,10 @@ class Conversation:
     def _close(self) -> None:
         for worker in self.workers():
             worker.close()
+
+    def cpu_summary(self, conversation_s: float) -> dict:
+        """This call's CPU: seconds by model and per second of conversation (``cputime.CpuAccount``)."""
+        return self.cpu.summary(conversation_s)
 
     def emit(self, kind: str, turn: int | None = None, t: float | None = None, **data) -> Event:
         return self.events.add(Event(self.clock.now() if t is None else t, kind, turn, data))

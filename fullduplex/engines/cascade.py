@@ -22,6 +22,7 @@ from collections import deque
 import numpy as np
 
 from ..audio.frames import SAMPLE_RATE, seconds
+from ..cputime import section
 from .talker import PREROLL_S, TalkingConversation, ThinkDone
 from .voice import Piece
 from .workers import JobFailed
@@ -143,7 +144,8 @@ class SequentialConversation(TalkingConversation):
 
     # -- worker threads ------------------------------------------------------------------------------
     def _transcribe(self, turn: int, audio: np.ndarray) -> str:
-        text = self.models.stt.transcribe(audio).text
+        with section("stt"):     # in the think worker, whose jobs are otherwise charged to the LLM
+            text = self.models.stt.transcribe(audio).text
         self.emit("stt.final", turn, text=text, audio_s=round(seconds(len(audio)), 3))
         if not text:
             self.emit("turn.empty", turn)

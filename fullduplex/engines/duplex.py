@@ -97,8 +97,9 @@ class DuplexConversation(TalkingConversation):
         self.floor = FloorRule(dc)
         self.bc_timing = BackchannelTiming(dc)
         self.bc_clips = BackchannelPicker(self.models.backchannels.clips) if self.backchannels else None
-        self.ear = Ear(self.models.stt, self.emit)
-        self.judge = Worker(f"{self.name}-judge", depth=1)   # the turn model (Smart Turn costs ~60-90 ms)
+        self.ear = Ear(self.models.stt, self.emit, self.cpu)
+        # the turn model (Smart Turn costs ~60-90 ms; it charges itself as smart_turn)
+        self.judge = Worker(f"{self.name}-judge", depth=1, account=self.cpu, model="turn")
         self._turn_ids = 0
         self.user: UserTurn | None = None
         self.reply: Reply | None = None

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..audio.frames import SAMPLE_RATE
+from ..cputime import CpuAccount
 from .workers import JobFailed, Worker
 
 BATCH = SAMPLE_RATE // 10   # samples per job: 100 ms
@@ -34,10 +35,10 @@ class Heard:
 
 
 class Ear:
-    def __init__(self, stt: Any, emit: Callable[..., Any]) -> None:
+    def __init__(self, stt: Any, emit: Callable[..., Any], account: CpuAccount | None = None) -> None:
         self._stt = stt             # the shared recogniser: this conversation opens its own streams on it
         self._emit = emit
-        self.worker = Worker("ear", depth=DEPTH)
+        self.worker = Worker("ear", depth=DEPTH, account=account, model="stt")
         self.turn: int | None = None
         self._pending = np.zeros(0, np.float32)
         self._stream = None         # touched only by the ear thread

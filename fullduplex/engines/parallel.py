@@ -78,7 +78,7 @@ class ParallelConversation(StreamingConversation):
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
-        self.slow = Worker(f"{self.name}-slow", depth=1)
+        self.slow = Worker(f"{self.name}-slow", depth=1, account=self.cpu, model="slow_llm")
         self._slow_error_logged = False
 
     def _reset_reply(self) -> None:

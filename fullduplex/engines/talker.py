@@ -37,9 +37,9 @@ class TalkingConversation(Conversation):
         super().__init__(agent, *args)
         self.vad = self.models.vad()
         self.segmenter = SpeechSegmenter(self.cfg.vad)
-        self.voice = Voice(self.name, self.models.tts, self.emit, self.cfg.runtime.max_reply_s)
+        self.voice = Voice(self.name, self.models.tts, self.emit, self.cfg.runtime.max_reply_s, self.cpu)
         self.playback = self.voice.playback
-        self.think = Worker(f"{self.name}-think", depth=1)
+        self.think = Worker(f"{self.name}-think", depth=1, account=self.cpu, model="llm")
         self.history: list[dict] = []
         self._draft: list[str] = []   # the LLM's tokens so far (written by the think thread)
 

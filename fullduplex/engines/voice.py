@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..audio.frames import seconds
+from ..cputime import CpuAccount
 from .playback import Playback
 from .workers import JobFailed, Worker
 
@@ -34,10 +35,11 @@ class Piece:
 
 
 class Voice:
-    def __init__(self, name: str, tts: Any, emit: Callable[..., Any], max_reply_s: float) -> None:
+    def __init__(self, name: str, tts: Any, emit: Callable[..., Any], max_reply_s: float,
+                 account: CpuAccount | None = None) -> None:
         self._tts = tts                  # the shared TTS model (loaded by the agent)
         self._emit = emit
-        self.speak = Worker(f"{name}-speak", depth=SPEAK_DEPTH)
+        self.speak = Worker(f"{name}-speak", depth=SPEAK_DEPTH, account=account, model="tts")
         self.playback = Playback(max_reply_s)
         self.gen = 0
 

@@ -4,6 +4,7 @@ A ``Worker`` owns one thread and a job queue of fixed depth. ``submit`` never bl
 is full the job is refused and the caller decides. Results (or a ``JobFailed``) come back through ``results``,
 polled without blocking by ``step()``.
 ``cancel()`` sets the event that running jobs check between tokens and sentences.
+Given an ``account`` (the conversation's ``CpuAccount``), every job's thread CPU is charged to ``model``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 import queue
 import threading
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from ..cputime import CpuAccount
 
 Job = Callable[[threading.Event], Any]
 
@@ -26,9 +30,11 @@ class JobFailed:
 
 
 class Worker:
-    def __init__(self, name: str, depth: int = 1) -> None:
+    def __init__(self, name: str, depth: int = 1, account: CpuAccount | None = None, model: str = "") -> None:
         self.name = name
         self.depth = depth
+        self.account = account
+        self.model = model or name     # what its jobs' CPU is charged to ("stt", "llm", "tts", "turn")
         self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=depth)
         self.results: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._cancel = threading.Event()
@@ -92,7 +98,8 @@ class Worker:
                 return
             self._cancel.clear()
             try:
-                result = job(self._cancel)
+                with self.account.measure(self.model) if self.account is not None else nullcontext():
+                    result = job(self._cancel)
                 if result is not None and not self._cancel.is_set():
                     self.results.put(result)
             except Exception as e:  # a failed turn is reported, the conversation goes on

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio.frames import SAMPLE_RATE
+from ..cputime import section
 from .packages import model_file, require
 
 SMART_TURN_FILE = "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
@@ -88,9 +89,10 @@ class SmartTurn:
 
     def probability(self, audio_16k_last_8s: np.ndarray) -> float:
         """P(turn complete) for audio ending now (16 kHz float32; the last 8 s are used, shorter is zero-padded)."""
-        feats = whisper_log_mel(last_seconds(audio_16k_last_8s, SMART_TURN_SECONDS))[None]
-        with self._lock:
-            out = self._session.run(None, {self._input: feats})[0]
+        with section("smart_turn"):   # charged to the conversation whose thread asks (the session is shared)
+            feats = whisper_log_mel(last_seconds(audio_16k_last_8s, SMART_TURN_SECONDS))[None]
+            with self._lock:
+                out = self._session.run(None, {self._input: feats})[0]
         return float(np.asarray(out).reshape(-1)[0])
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..audio.frames import SAMPLE_RATE
 from ..config import VadConfig
+from ..cputime import section
 from .packages import require
 
 CHUNK = 512  # Silero's window at 16 kHz: 32 ms
@@ -35,10 +36,11 @@ class SileroVad:
     def push(self, audio: np.ndarray) -> list[float]:
         self._pending = np.concatenate([self._pending, np.asarray(audio, dtype=np.float32)])
         probs = []
-        while len(self._pending) >= CHUNK:
-            chunk = np.ascontiguousarray(self._pending[:CHUNK])  # writable copy, as the C side requires
-            self._pending = self._pending[CHUNK:]
-            probs.append(float(self._model.process(memoryview(chunk.data))))
+        with section("vad"):   # the conversation's frame loop measures; the VAD is its own line
+            while len(self._pending) >= CHUNK:
+                chunk = np.ascontiguousarray(self._pending[:CHUNK])  # writable copy, as the C side requires
+                self._pending = self._pending[CHUNK:]
+                probs.append(float(self._model.process(memoryview(chunk.data))))
         return probs
 
 

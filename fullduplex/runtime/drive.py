@@ -96,7 +96,8 @@ def drive(conversation: Conversation, source: Source, sink: Sink, clock: Clock, 
                 break
             frame = as_frame(frame, n)
             w0 = time.perf_counter()
-            out = as_frame(conversation.step(frame, t), n)
+            with conversation.cpu.measure("step"):   # the VAD inside charges itself as "vad"
+                out = as_frame(conversation.step(frame, t), n)
             stats.step_ms.append((time.perf_counter() - w0) * 1000)
             stats.frames += 1
             sink.frame(t, frame, playing, out)

@@ -2,7 +2,8 @@
 
 One call of the agent, driven by ``drive`` from the recording and into a ``Recorder``. ``RunResult``
 says what happened and whether the agent kept real time: ``late_frames``, the p99 step time, the CPU
-per second of audio and every worker queue's bound, deepest fill and refused jobs.
+per second of audio and every worker queue's bound, deepest fill and refused jobs; ``cpu`` the
+conversation's own CPU seconds by model (``cputime.CpuAccount``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class RunResult:
     late_frames: int = 0
     cpu_s: float = 0.0
     queues: dict[str, dict] = field(default_factory=dict)   # worker name -> depth, max_depth, refused
+    cpu: dict = field(default_factory=dict)   # cpu_accounted_s, cpu_accounted_per_s, cpu_by_model (local agents)
 
     @property
     def queue_fill(self) -> float:
@@ -77,4 +79,5 @@ def run_agent(agent: Agent, user_audio: np.ndarray, clock: Clock | None = None, 
     stats: DriveStats = drive(conversation, ArraySource(user_audio, progress), recorder, conversation.clock)
     return RunResult(events=conversation.events.snapshot(), recorder=recorder, duration_s=stats.duration_s,
                      step_ms=list(stats.step_ms), late_frames=stats.late_frames, cpu_s=stats.cpu_s,
-                     queues={w.name: w.stats() for w in conversation.workers()})
+                     queues={w.name: w.stats() for w in conversation.workers()},
+                     cpu=conversation.cpu_summary(stats.duration_s))
