@@ -212,16 +212,24 @@ def _add_moshi_commands(sub) -> None:
 
 # --- serving: `fullduplex serve` (WebSocket, Moshi's protocol, web client) and `fullduplex talk` --------
 
+# Ray Serve routes and autoscales on a fixed count of sessions per replica, so a replica takes this
+# many unless told (--sessions-per-replica / --max-sessions); the measured limit is a single server's.
+RAY_SESSIONS = 4
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server.app import serve
     from .server.config import ServerConfig
 
-    if args.max_sessions <= 0:
+    if args.max_sessions is not None and args.max_sessions <= 0:
         raise UserError(f"--max-sessions must be positive, not {args.max_sessions}")
+    if not 0 < args.cpu_target <= 1:
+        raise UserError(f"--cpu-target is a share of the cores, 0 < S <= 1, not {args.cpu_target}")
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be 1..65535, not {args.port}")
     origins = tuple(o.strip() for part in args.allow_origin for o in part.split(",") if o.strip())
-    scfg = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, allow_origins=origins,
+    scfg = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, cpu_target=args.cpu_target,
+                        allow_origins=origins,
                         record_dir=args.record, static_dir=args.static,
                         **({"token": args.token} if args.token else {}))
     cfg = _config_from(args)
@@ -231,6 +239,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token = "?token=..." if scfg.token else ""
         print(f"serving agent '{args.agent}' on {url}{token} (web client) and {url.replace('http', 'ws', 1)}api/chat "
               f"(Moshi's protocol); at most {max_sessions} session(s)"
+              + (" for now (derived from the measured CPU cost of a conversation; --max-sessions sets it)"
+                 if args.max_sessions is None and args.agent != "moshi" and not args.ray else "")
               + (f"; recording to {scfg.record_dir}" if scfg.record_dir else "") + "; Ctrl-C or SIGTERM stops",
               file=sys.stderr, flush=True)
 
@@ -259,7 +269,7 @@ def _serve_on_ray(args: argparse.Namespace, cfg: Config, scfg, ready) -> None:
     if replicas is not None and replicas <= 0:
         raise UserError(f"--replicas must be positive, not {replicas}")
     sessions = args.sessions_per_replica or (cfg.moshi.slots if args.agent == "moshi" and cfg.moshi.slots > 0
-                                             else args.max_sessions)
+                                             else args.max_sessions or RAY_SESSIONS)
     if sessions <= 0:
         raise UserError(f"--sessions-per-replica must be positive, not {sessions}")
     if args.drain_s < 0:
@@ -307,9 +317,15 @@ def _add_server_commands(sub) -> None:
     s.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port}, Moshi's)")
     s.add_argument("--token", default=None, help="secret clients must send (?token=... or Authorization: Bearer); "
                                                  "default env FULLDUPLEX_TOKEN; required off loopback")
-    s.add_argument("--max-sessions", type=int, default=d.max_sessions,
-                   help=f"concurrent sessions; one more gets a 'busy' error (default {d.max_sessions}; "
-                        "--agent moshi: its --moshi-slots instead)")
+    s.add_argument("--max-sessions", type=int, default=None, metavar="N",
+                   help="concurrent sessions; one more gets a 'busy' error (0x05, close 1013). Default: derived "
+                        "from the measured cost, cores x --cpu-target / CPU-seconds per second of one conversation "
+                        f"(every session counts its models' CPU; {d.assumed_session_cpu:g} assumed until "
+                        "measured), so a full box refuses new calls before the held ones slow down; "
+                        "--agent moshi: its --moshi-slots instead")
+    s.add_argument("--cpu-target", type=float, default=d.cpu_target, metavar="S",
+                   help=f"share of the cores the sessions may use when the limit is derived (default "
+                        f"{d.cpu_target:g}; the rest absorbs everyone talking at once)")
     s.add_argument("--allow-origin", action="append", default=[],
                    help="web page origin allowed besides the server's own, e.g. http://localhost:5173 (repeatable; "
                         "'*' allows any)")
@@ -326,7 +342,8 @@ def _add_server_commands(sub) -> None:
     r.add_argument("--autoscale", default=None, metavar="MIN,MAX",
                    help="let Serve scale between MIN and MAX replicas, aiming at 3/4 of a replica's sessions each")
     r.add_argument("--sessions-per-replica", type=int, default=None, metavar="K",
-                   help="sessions one replica holds (default --max-sessions; --agent moshi: its --moshi-slots, the "
+                   help=f"sessions one replica holds (default --max-sessions, else {RAY_SESSIONS}; --agent moshi: "
+                        "its --moshi-slots, the "
                         "batch each replica runs on its own GPU)")
     r.add_argument("--address", default=None, metavar="ADDR",
                    help="join a running Ray cluster (e.g. auto, or HEAD_IP:6379 from `ray start --head`) instead of "

@@ -27,6 +27,7 @@ from fullduplex.config import Config
 from fullduplex.errors import UserError
 from fullduplex.server import protocol
 from fullduplex.server.access import check_bind
+from fullduplex.server.capacity import SessionCost, derived_limit
 from fullduplex.server.client import converse, first_sound, run_remote
 from fullduplex.server.config import ServerConfig
 from fullduplex.server.ogg import BadAudio, OggOpusChecker, ogg_crc
@@ -132,6 +133,22 @@ def test_non_loopback_bind_needs_a_token():
     check_bind(ServerConfig(host="0.0.0.0", token="s3cret"))
 
 
+def test_the_session_limit_follows_the_measured_cost():
+    cfg = ServerConfig(cpu_cores=2, cpu_target=0.7, assumed_session_cpu=0.5, assumed_weight_s=60)
+    cost = SessionCost(cfg)
+    assert cost.estimate().limit == 2, "before anything is measured: 2 cores x 0.7 / 0.5 assumed"
+    assert 0.4 < cost.estimate([(0.1, 10.0)]).cost < 0.5, "ten cheap seconds of one call move it a little"
+    cost.add_ended(cpu_s=0.15 * 600, conversation_s=600)      # ten minutes measured at 0.15 CPU-s per s
+    est = cost.estimate()
+    assert est.cost == pytest.approx((90 + 30) / 660) and est.measured_s == 600 and est.limit == 7
+    assert cost.estimate([(2.0 * 600, 600)]).limit == 1, "a call that costs more than the box: one at a time"
+    assert derived_limit(2, 0.7, 0.0, 64) == 64
+    with pytest.raises(ValueError, match="share of the cores"):
+        ServerConfig(cpu_target=1.5)
+    with pytest.raises(ValueError, match="max_sessions"):
+        ServerConfig(max_sessions=0)
+
+
 # -- one conversation through the server -----------------------------------------------------------
 
 @pytest.mark.slow
@@ -161,8 +178,10 @@ def test_conversation_over_opus(models):
 @pytest.mark.slow
 def test_sessions_up_to_the_limit_then_busy(models):
     """Two clients at once (one sends Ogg pages cut across messages and Moshi's query parameters, asks
-    for no metadata, as Moshi's own client would see it); a third is refused with a clear 'busy'."""
-    with BackgroundServer(AGENT, models, scfg=scfg(max_sessions=2)) as srv:
+    for no metadata, as Moshi's own client would see it); a third is refused with a clear 'busy', and
+    the two held calls keep their frame clock. No --max-sessions: the limit is derived from the cost
+    (1 core x 100 % / 0.45 CPU-s per s assumed = 2; a second or two of measured calls does not move it)."""
+    with BackgroundServer(AGENT, models, scfg=scfg(cpu_cores=1, cpu_target=1.0, assumed_session_cpu=0.45)) as srv:
         async def scenario():
             moshi_url = srv.url + "?text_temperature=0.7&text_topk=25&audio_temperature=0.8&audio_topk=250" \
                                   "&pad_mult=0&text_seed=1&audio_seed=2&metadata=0"
@@ -175,11 +194,16 @@ def test_sessions_up_to_the_limit_then_busy(models):
         assert _wait_for(lambda: srv.call(lambda: srv.state.active) == 0)
         status = srv.call(srv.state.status)
     assert third.errors and third.errors[0].startswith("busy:") and "2 concurrent" in third.errors[0]
+    assert "as measured" in third.errors[0], "the derived limit says where it comes from"
     assert third.close_code == 1013
     for run in (a, b):
         assert not run.errors and run.agent_text and first_sound(run.output, after_s=1.6) is not None
     assert not b.metadata, "metadata=0: only the kinds Moshi's client knows (0x00, 0x01, 0x02)"
     assert status["refused_busy"] == 1 and status["served"] == 2 and status["active"] == 0
+    assert status["capacity"]["limit"] == "derived" and status["capacity"]["measured_s"] > 10
+    for held in status["recent"]:
+        assert held["skipped_frames"] == 0 and held["late_frames"] <= 0.02 * held["frames"], "kept the frame clock"
+        assert {"opus", "vad", "stt", "llm", "tts", "step"} <= set(held["cpu_by_model"]), held["cpu_by_model"]
 
 
 # -- robustness -------------------------------------------------------------------------------------

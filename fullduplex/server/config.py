@@ -12,8 +12,14 @@ class ServerConfig:
     port: int = 8998               # Moshi's port
     token: str = field(default_factory=lambda: os.environ.get("FULLDUPLEX_TOKEN", ""), repr=False)
     allow_origins: tuple[str, ...] = ()   # extra Origins allowed besides the server's own ("*": any)
-    max_sessions: int = 4          # beyond it a new client gets "busy" and a close, not a worse call for all
-                                   # (an agent with its own limit uses that instead: Moshi's --moshi-slots)
+    max_sessions: int | None = None  # beyond it a new client gets "busy" and a close, not a worse call for all.
+                                   # None: derived from the measured CPU cost of a conversation (capacity.py);
+                                   # an agent with its own limit uses that instead: Moshi's --moshi-slots
+    cpu_target: float = 0.7        # share of the cores the sessions may use: the rest absorbs everyone talking at once
+    cpu_cores: float | None = None  # cores to plan for (None: the CPUs this process may run on)
+    assumed_session_cpu: float = 0.5  # CPU-s per s of one conversation before any is measured (duplex measured 0.3-0.7)
+    assumed_weight_s: float = 60.0    # ... counted as this much measured conversation: a quiet first minute opens no doors
+    derived_max_sessions: int = 64    # a ceiling for the derived limit (a cheap agent on a big box)
     max_message_bytes: int = 64 * 1024   # one Ogg page is at most ~64 KiB; a 20-80 ms frame is < 1 KiB
     hard_message_bytes: int = 256 * 1024  # above this the WebSocket layer closes (1009) without reading it
     jitter_s: float = 0.04         # user audio buffered before the agent hears it (absorbs network jitter)
@@ -30,6 +36,13 @@ class ServerConfig:
     shutdown_s: float = 5.0        # on SIGTERM: time given to sessions to finish their recordings
 
     def __post_init__(self) -> None:
-        for name in ("max_sessions", "max_message_bytes", "hard_message_bytes"):
+        for name in ("max_message_bytes", "hard_message_bytes", "assumed_session_cpu", "derived_max_sessions"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        for name in ("max_sessions", "cpu_cores"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive (or None: derived / this machine's)")
+        if not 0 < self.cpu_target <= 1:
+            raise ValueError(f"cpu_target is a share of the cores: 0 < cpu_target <= 1, not {self.cpu_target}")
+        if self.assumed_weight_s < 0:
+            raise ValueError("assumed_weight_s must be 0 or more")

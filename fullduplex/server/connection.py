@@ -28,6 +28,7 @@ from ..engines import Agent
 from ..errors import Busy, UserError
 from ..events import Event
 from . import protocol
+from .capacity import SessionCost
 from .config import ServerConfig
 from .ogg import BadAudio, OggOpusChecker
 from .protocol import Close, Kind, ProtocolError
@@ -50,12 +51,34 @@ class ServerState:
         self._ids = itertools.count(1)
         self.started = time.time()
         self.recent: deque[dict[str, Any]] = deque(maxlen=20)   # the last sessions that ended, for /api/status
+        self.cost = SessionCost(scfg)   # what a conversation costs: the derived limit (capacity.py)
+
+    @property
+    def limit_source(self) -> str:
+        """Where ``max_sessions`` comes from: the agent's slots, --max-sessions, or the measured cost."""
+        if self.agent.capacity is not None:
+            return "agent"
+        return "set" if self.scfg.max_sessions is not None else "derived"
 
     @property
     def max_sessions(self) -> int:
-        """--max-sessions, or the agent's own limit once it is prepared (a Moshi batch: its slots)."""
-        capacity = self.agent.capacity
-        return self.scfg.max_sessions if capacity is None else capacity
+        """The agent's own limit once it is prepared (a Moshi batch: its slots), else --max-sessions, else
+        derived from the measured CPU cost of a conversation (capacity.py)."""
+        source = self.limit_source
+        if source == "agent":
+            return self.agent.capacity
+        return self.scfg.max_sessions if source == "set" else self.cost.estimate(self._held_cost()).limit
+
+    def _held_cost(self) -> list[tuple[float, float]]:
+        """(accounted CPU s, conversation s) of each session held now."""
+        return [(c.session.conversation.cpu.total_s, c.session.loop.duration_s)
+                for c in list(self.connections) if c.session is not None]
+
+    def capacity(self) -> dict[str, Any]:
+        est = self.cost.estimate(self._held_cost())
+        return {"max_sessions": self.max_sessions, "limit": self.limit_source, "cores": self.cost.cores,
+                "cpu_target": self.scfg.cpu_target, "session_cpu_per_s": round(est.cost, 4),
+                "measured_s": round(est.measured_s, 1), "derived_limit": est.limit}
 
     def try_acquire(self) -> bool:
         if self.active >= self.max_sessions:
@@ -74,7 +97,7 @@ class ServerState:
     def status(self) -> dict[str, Any]:
         return {"server": f"fullduplex {__version__}", "agent": self.agent_name, "max_sessions": self.max_sessions,
                 "active": self.active, "served": self.served, "refused_busy": self.refused, "failed": self.failed,
-                "uptime_s": round(time.time() - self.started, 1),
+                "uptime_s": round(time.time() - self.started, 1), "capacity": self.capacity(),
                 "sessions": [c.session.info() for c in list(self.connections) if c.session is not None],
                 "recent": list(self.recent)}
 
@@ -86,9 +109,15 @@ async def serve_connection(state: ServerState, request: web.Request, ws: web.Web
     (``ray_serve.py`` adapts Starlette's WebSocket)."""
     conn = Connection(state, request, ws)
     if not state.try_acquire():
-        state.log(f"busy: refused {request.remote} ({state.active}/{state.max_sessions} sessions)")
-        await conn.fail(ProtocolError("busy", f"the server is at its limit of {state.max_sessions} concurrent "
-                                              "session(s); try again later", Close.TRY_LATER))
+        limit = state.max_sessions
+        why = ""
+        if state.limit_source == "derived":
+            cap = state.capacity()
+            why = (f" (what {cap['cores']:g} cores hold at {cap['cpu_target']:.0%} use and "
+                   f"{cap['session_cpu_per_s']:.2f} CPU-s per s a conversation, as measured)")
+        state.log(f"busy: refused {request.remote} ({state.active}/{limit} sessions{why})")
+        await conn.fail(ProtocolError("busy", f"the server is at its limit of {limit} concurrent "
+                                              f"session(s){why}; try again later", Close.TRY_LATER))
         return
     state.connections.add(conn)
     try:
@@ -180,6 +209,7 @@ class Connection:
                 await self._close(Close.NORMAL, b"")
             st.served += 1
             st.failed += int(session.failure is not None)
+            st.cost.add_ended(session.conversation.cpu.total_s, session.loop.duration_s)
             st.recent.append(session.info())
             st.log(f"session {sid}: ended ({session.ended_reason}); {json.dumps(session.summary())}")
 
@@ -195,15 +225,17 @@ class Connection:
             if msg.type == WSMsgType.BINARY:
                 kind, payload = protocol.parse_client(msg.data, self.scfg.max_message_bytes)
                 if kind == Kind.AUDIO:
-                    try:
-                        checker.feed(payload)
-                        pcm = reader.append_bytes(payload)
-                    except BadAudio as e:
-                        raise ProtocolError("bad_audio", str(e)) from None
-                    except (ValueError, RuntimeError) as e:
-                        raise ProtocolError("bad_audio", f"cannot decode the Opus stream ({e})") from None
+                    with session.conversation.cpu.measure("opus"):   # on the event loop: charged to this call
+                        try:
+                            checker.feed(payload)
+                            pcm = reader.append_bytes(payload)
+                        except BadAudio as e:
+                            raise ProtocolError("bad_audio", str(e)) from None
+                        except (ValueError, RuntimeError) as e:
+                            raise ProtocolError("bad_audio", f"cannot decode the Opus stream ({e})") from None
+                        pcm = down.push(np.asarray(pcm, np.float32).reshape(-1)) if pcm.size else pcm
                     if pcm.size:
-                        session.push_audio(down.push(np.asarray(pcm, np.float32).reshape(-1)))
+                        session.push_audio(pcm)
                 elif kind in (Kind.CONTROL, Kind.METADATA):
                     data = ({"action": protocol.CONTROL_ACTIONS[payload[0]]} if kind == Kind.CONTROL
                             else {"metadata": json.loads(payload.decode("utf-8"))})

@@ -237,7 +237,7 @@ class ChatSession:
                 "queues": self._queues(), "state": self.conversation.state()}
 
     def summary(self) -> dict:
-        return self.stats.summary(self.loop)
+        return {**self.stats.summary(self.loop), **self.conversation.cpu_summary(self.loop.duration_s)}
 
     def _queues(self) -> dict:
         """The conversation's worker queues: bound, deepest seen, submits refused."""
@@ -305,11 +305,12 @@ class ChatSession:
                 self.stop("client stopped reading")
             return
         self._stall_since = None
-        self._to_encode = np.concatenate([self._to_encode, self._upsample.push(out)])
         chunk = b""
-        while len(self._to_encode) >= OPUS_FRAME:
-            chunk += self._encoder.append_pcm(self._to_encode[:OPUS_FRAME])
-            self._to_encode = self._to_encode[OPUS_FRAME:]
+        with self.conversation.cpu.measure("opus"):
+            self._to_encode = np.concatenate([self._to_encode, self._upsample.push(out)])
+            while len(self._to_encode) >= OPUS_FRAME:
+                chunk += self._encoder.append_pcm(self._to_encode[:OPUS_FRAME])
+                self._to_encode = self._to_encode[OPUS_FRAME:]
         self._encoded_frames += 1
         if chunk:
             self._encoded_bytes += len(chunk)

@@ -1,0 +1,72 @@
+"""How many sessions one server holds: derived from what a conversation is measured to cost.
+
+Every conversation counts its own CPU by model (``cputime.CpuAccount``: recogniser, turn model, LLM,
+TTS, VAD, Opus), in the threads that do the work. One conversation's cost ``c`` (CPU-seconds per
+second of conversation) is the mean over all the conversation time measured so far, the sessions held
+now and the ones that ended, with ``assumed_session_cpu`` counted as ``assumed_weight_s`` of it: before
+anything is measured that is the estimate, and a quiet first minute cannot open the doors. The limit is
+
+    floor(cores * cpu_target / c), at least 1, at most derived_max_sessions
+
+and a client beyond it is refused with 'busy' (0x05, close 1013) before the held calls slow down.
+Held calls are never cut when the estimate rises: only new ones are refused. ``--max-sessions``
+(``ServerConfig.max_sessions``) overrides it; an agent with its own limit (Moshi's slots) wins.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass
+from typing import Iterable
+
+from .config import ServerConfig
+
+
+def machine_cores() -> int:
+    """The CPUs this process may run on (a container's or taskset's share, not the whole machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Estimate:
+    cost: float            # CPU-s per s of one conversation
+    measured_s: float      # conversation seconds behind it (the assumption's weight not included)
+    limit: int             # sessions that fit
+
+
+class SessionCost:
+    """The running measurement: ended sessions' totals here, held ones read live by the caller."""
+
+    def __init__(self, scfg: ServerConfig) -> None:
+        self.scfg = scfg
+        self.cores = scfg.cpu_cores or machine_cores()
+        self._lock = threading.Lock()
+        self._cpu_s = 0.0          # accounted CPU of the sessions that ended
+        self._conversation_s = 0.0
+
+    def add_ended(self, cpu_s: float, conversation_s: float) -> None:
+        with self._lock:
+            self._cpu_s += cpu_s
+            self._conversation_s += conversation_s
+
+    def estimate(self, live: Iterable[tuple[float, float]] = ()) -> Estimate:
+        """``live``: (accounted CPU s, conversation s) of each session held now."""
+        c = self.scfg
+        with self._lock:
+            cpu, secs = self._cpu_s, self._conversation_s
+        for cpu_s, conversation_s in live:
+            cpu, secs = cpu + cpu_s, secs + conversation_s
+        weight = c.assumed_weight_s
+        cost = (cpu + c.assumed_session_cpu * weight) / (secs + weight) if secs + weight > 0 else c.assumed_session_cpu
+        return Estimate(cost, secs, derived_limit(self.cores, c.cpu_target, cost, c.derived_max_sessions))
+
+
+def derived_limit(cores: float, cpu_target: float, cost: float, ceiling: int) -> int:
+    if cost <= 0:
+        return ceiling
+    return max(1, min(ceiling, math.floor(cores * cpu_target / cost + 1e-9)))
