@@ -9,10 +9,14 @@ whose thread asked for it.
 Measurements nest: ``section("smart_turn")`` inside a job measured as "turn" charges Smart Turn's
 CPU to smart_turn and only the rest to turn. A model wrapper calls ``section(name)`` without knowing
 any conversation: it charges whichever account is measuring on this thread, or nothing.
+
+A model that also computes on native threads of its own (Moonshine's ONNX pool: as much CPU again as
+the calling thread) declares them with ``HelperThreads``; their CPU is charged to the caller too.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager, nullcontext
@@ -78,3 +82,72 @@ def section(model: str) -> ContextManager[None]:
     """Charge the block to ``model`` in the account measuring on this thread (a no-op when none is)."""
     stack = _open()
     return stack[-1][0].measure(model) if stack else nullcontext()
+
+
+def native_threads() -> set[int]:
+    """The kernel thread ids of this process (empty where /proc is not there)."""
+    try:
+        return {int(t) for t in os.listdir("/proc/self/task")}
+    except OSError:
+        return set()
+
+
+def _thread_clock(tid: int) -> int:
+    """Linux's CPU-time clock of thread ``tid`` of this process (what glibc's pthread_getcpuclockid makes)."""
+    return ((~tid) << 3) | 6
+
+
+class HelperThreads:
+    """Native threads a shared model computes on besides the caller's (e.g. an ONNX runtime's pool,
+    made when the model loads), which ``thread_time()`` in the caller does not see. ``charged(model)``
+    around each call, under the model's lock, charges their CPU during the call to the account measuring
+    on the calling thread, and what they spent since the last call (spinning down, work left running)
+    to the conversation that made that one: all of it lands on someone who asked."""
+
+    def __init__(self, tids: set[int]) -> None:
+        self.tids = sorted(tids)
+        self._lock = threading.Lock()
+        self._last: tuple[CpuAccount, str] | None = None
+        self._mark = self._read()
+
+    @classmethod
+    def spawned_by(cls, build):
+        """``(build(), HelperThreads of the threads it started)``: call it while nothing else starts threads."""
+        before = native_threads()
+        built = build()
+        return built, cls(native_threads() - before)
+
+    def _read(self) -> float:
+        total = 0.0
+        for tid in self.tids:
+            try:
+                total += time.clock_gettime(_thread_clock(tid))
+            except OSError:     # the thread has ended
+                pass
+        return total
+
+    def _settle(self) -> float:
+        """Read the threads' CPU; return what they spent since the last reading."""
+        now = self._read()
+        spent, self._mark = now - self._mark, now
+        return spent
+
+    @contextmanager
+    def charged(self, model: str) -> Iterator[None]:
+        if not self.tids:
+            yield
+            return
+        stack = _open()
+        account = stack[-1][0] if stack else None
+        with self._lock:
+            between = self._settle()
+            if self._last is not None:
+                self._last[0].charge(self._last[1], between)
+        try:
+            yield
+        finally:
+            with self._lock:
+                during = self._settle()
+                if account is not None:
+                    account.charge(model, during)
+                self._last = (account, model) if account is not None else None

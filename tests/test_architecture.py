@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fullduplex.config import Config
-from fullduplex.cputime import CpuAccount, section
+from fullduplex.cputime import CpuAccount, HelperThreads, section
 from fullduplex.engines import make_agent
 from fullduplex.testing import ScriptedLlm, ScriptedStack, run_scripted
 from fullduplex.testing.fakes import InstantStt, ToneTts
@@ -288,3 +288,34 @@ def test_each_model_is_charged_to_its_conversation():
         assert summary["cpu_accounted_s"] == pytest.approx(sum(spent.values()), abs=1e-3)
     assert runs[10.0].conversation.cpu.by_model()["llm"] > runs[3.0].conversation.cpu.by_model()["llm"], \
         "the longer call asked more"
+
+
+def test_a_models_own_threads_are_charged_to_the_caller():
+    """A model that computes on threads of its own (Moonshine's ONNX pool): their CPU during a call goes
+    to the caller, what they spend after it (spinning down) to that same caller, at the next call."""
+    work, done = threading.Event(), threading.Event()
+    after = [0.0]
+
+    def pool():
+        while work.wait(5):
+            work.clear()
+            burn(0.03)
+            done.set()
+            burn(after[0])              # still busy after the call returned
+    helper = threading.Thread(target=pool, daemon=True)
+    helper.start()
+    time.sleep(0.01)
+    threads = HelperThreads({helper.native_id})
+
+    def call(account, tail_s):
+        after[0] = tail_s
+        with account.measure("stt"), threads.charged("stt"):
+            done.clear()
+            work.set()
+            done.wait(5)
+    a, b = CpuAccount(), CpuAccount()
+    call(a, 0.02)
+    time.sleep(0.05)
+    call(b, 0.0)
+    assert 0.05 <= a.by_model()["stt"] < 0.07, "its call and the spin after it"
+    assert 0.03 <= b.by_model()["stt"] < 0.045, "its call only"

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..audio.frames import SAMPLE_RATE
 from ..config import SttConfig
+from ..cputime import HelperThreads
 from ..errors import UserError
 from .packages import joined_file, model_file, package_dir, require
 
@@ -87,14 +88,16 @@ class MoonshineStt(SpeechToText):
         if not (model_dir / "encoder_model.ort").exists():
             raise UserError(f"Moonshine's tiny-en model is missing from {model_dir}: reinstall moonshine-voice==0.0.73")
         self.cfg = cfg
-        self._transcriber = transcriber.Transcriber(str(model_dir), api.ModelArch.TINY,
-                                                    update_interval=cfg.partial_interval_s)
+        # Its ONNX runtime computes on two threads of its own besides the caller's (measured: as much CPU
+        # again): charged to the conversation that called, with the caller's own (cputime.HelperThreads).
+        self._transcriber, self._helpers = HelperThreads.spawned_by(lambda: transcriber.Transcriber(
+            str(model_dir), api.ModelArch.TINY, update_interval=cfg.partial_interval_s))
         self._lock = threading.Lock()  # one native transcriber; streams and whole calls take turns
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         if len(audio) == 0:
             return Transcript("")
-        with self._lock:
+        with self._lock, self._helpers.charged("stt"):
             result = self._transcriber.transcribe_without_streaming(np.asarray(audio, np.float32).tolist(), SAMPLE_RATE)
         return Transcript(_tidy(" ".join(line.text for line in result.lines)))
 
@@ -107,7 +110,7 @@ class MoonshineStream(SttStream):
 
     def __init__(self, stt: MoonshineStt) -> None:
         self._stt = stt
-        with stt._lock:
+        with stt._lock, stt._helpers.charged("stt"):
             self._stream = stt._transcriber.create_stream(update_interval=stt.cfg.partial_interval_s)
             self._lines: dict[int, str] = {}
             self._stream.add_listener(self._on_event)
@@ -124,7 +127,7 @@ class MoonshineStream(SttStream):
         return _tidy(" ".join(self._lines[k] for k in sorted(self._lines)))
 
     def push(self, audio: np.ndarray) -> Transcript | None:
-        with self._stt._lock:
+        with self._stt._lock, self._stt._helpers.charged("stt"):
             self._stream.add_audio(np.asarray(audio, np.float32).tolist(), SAMPLE_RATE)
         if not self._changed:
             return None
@@ -132,13 +135,13 @@ class MoonshineStream(SttStream):
         return Transcript(self._text(), final=False)
 
     def partial(self) -> Transcript:
-        with self._stt._lock:
+        with self._stt._lock, self._stt._helpers.charged("stt"):
             self._stream.update_transcription(0)
         self._changed = False
         return Transcript(self._text(), final=False)
 
     def finish(self) -> Transcript:
-        with self._stt._lock:
+        with self._stt._lock, self._stt._helpers.charged("stt"):
             self._stream.stop()
             self._stream.close()
         return Transcript(self._text())
