@@ -97,7 +97,12 @@ class DuplexConfig:
     ask_after_s: float = 0.06      # silence before the ear is asked for the words up to the pause (one VAD chunk and a bit)
     p_every_s: float = 0.06        # how often the turn model is asked again during a pause
     tail_s: float = 10.0           # trailing audio the turn model reads (Smart Turn: 8 s before the pause)
-    backchannel_max_s: float = 0.8  # user speech over the agent longer than this is a barge-in, whatever it says
+    backchannel_max_s: float = 1.0  # user speech over the agent longer than this is a barge-in, whatever it says;
+                                    # shorter, it is one only with a stop-cue or a question (``claims_the_floor``):
+                                    # listener tokens ("mm-hm", "oh okay", "yeah yeah") last up to ~1 s
+    background_db: float = 8.0     # speech over the agent this far below the user's own level (``UserLevel``) is not
+                                   # the user (a TV, someone across the room): talked through. The user's own speech
+                                   # varies ~+-6 dB around it; background is 10-20 dB below (FDB v1.5). 0: off
 
 
 @dataclass(frozen=True)

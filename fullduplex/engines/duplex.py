@@ -13,11 +13,14 @@ Not a pipeline with turns but one loop that is always listening and may always s
   goes on instead, the draft is dropped.
 - **Holds through pauses, and backchannels.** A pause where the model says "holding" gets no reply;
   if the user has talked for a while, it may get a quiet "yeah" / "right" (``BackchannelTiming``).
-- **Yields to interruptions.** User speech starting over the agent's reply makes it fade out at once
-  (the VAD confirms speech ~100 ms after its onset) and set the rest aside. If what the user said
-  turns out to be a backchannel ("mm-hm", "yeah": short, and only such words), the agent goes on,
-  restarting the sentence it was in. Otherwise it is a barge-in: the rest is dropped, the history
-  keeps only what the user heard, and the user's words become the next turn.
+- **Yields to interruptions, talks through the rest.** User speech starting over the agent's reply
+  makes it fade out at once (the VAD confirms speech ~100 ms after its onset) and set the rest aside.
+  If it stays short (``backchannel_max_s``) and asks nothing (``claims_the_floor``: no "wait", "no",
+  no question), it was a listener's "mm-hm" and the agent goes on where it was cut, restarting the
+  sentence it was in. Otherwise it is a barge-in: the rest is dropped, the history keeps only what the
+  user heard, and the user's words become the next turn. Speech far quieter than the user's own level
+  in this call (``UserLevel``, ``background_db``) is someone else, a TV or a person across the room:
+  the agent talks through it, unless it grows loud.
 - **Overlap policy.** The user wins every simultaneous start: the agent never begins in speech and
   yields to speech that begins under it, so two starts at once resolve as a barge-in (or, if it was
   only a backchannel, as a brief restart).
@@ -39,7 +42,7 @@ from ..config import Config
 from ..turn.floor import FloorRule, PauseSchedule
 from .backchannels import BackchannelPicker
 from .ear import Ear
-from .floor_policy import BackchannelTiming, EndOfTurn, is_backchannel, same_request
+from .floor_policy import BackchannelTiming, EndOfTurn, UserLevel, claims_the_floor, level_db, same_request
 from .stack import ModelStack
 from .talker import PREROLL_S, TalkingConversation, ThinkDone
 from .voice import Piece
@@ -58,6 +61,21 @@ class UserTurn:
     speech_s: float = 0.0          # user speech in this turn since the last backchannel
     p_done: float = 0.0            # the turn model's latest answer for the words up to this pause
     committed: bool = False        # the agent has decided to take the floor
+
+
+@dataclass
+class Faint:
+    """Speech over the agent too quiet to be the user: talked through while it lasts."""
+    onset: float
+    since: float                   # where its level is measured from: the first of faint stretches close together
+    ended: float = float("inf")    # its speech end (inf while it goes on)
+
+    @property
+    def active(self) -> bool:
+        return self.ended == float("inf")
+
+
+FAINT_JOIN_S = 1.0   # a faint stretch starting this soon after another is judged with it (a TV pauses between phrases)
 
 
 @dataclass
@@ -107,14 +125,28 @@ class DuplexConversation(TalkingConversation):
         self._tail: deque[np.ndarray] = deque(maxlen=int(dc.tail_s * SAMPLE_RATE / max(1, self.frame_samples)) + 1)
         self._held_draft: list[Piece] = []   # the draft's synthesised pieces, not played until we take the floor
         self._last_bc = -1e9
+        self.user_level = UserLevel()
+        self._levels: deque[tuple[float, float]] = deque(maxlen=250)   # (frame start, dBFS) of the last 5 s
+        self._faint: Faint | None = None    # speech over the agent judged too quiet to be the user
 
     # -- the audio path ------------------------------------------------------------------------------
     def step(self, user_frame: np.ndarray, t: float) -> np.ndarray:
         t_end = t + seconds(len(user_frame))
+        db = level_db(user_frame)
+        self._levels.append((t, db))
         for edge in self.segmenter.push(self.vad.push(user_frame)):
             self.emit(f"vad.{edge.kind}", self.user.id if self.user else None, t=edge.t)
             if edge.kind == "speech_start":
                 self._on_user_speech(edge.t, t)
+            elif self._faint is not None and self._faint.active:
+                self._faint.ended = edge.t
+                self.emit("overlap.ignored", None, t=edge.t, onset=round(self._faint.onset, 3))
+        faint = self._faint is not None and self._faint.active
+        if faint and not self._too_faint(self._faint.since):
+            onset, self._faint = self._faint.onset, None
+            self._on_user_speech(onset, t)     # it grew loud: the user after all
+        elif self.segmenter.in_speech and not faint and (self.reply is None or not self.reply.playing):
+            self.user_level.add(db)            # the user's own turns: the agent is silent
         self._tail.append(user_frame)
         self.ear.push(user_frame)
         if self.segmenter.in_speech and self.user is not None:
@@ -146,6 +178,13 @@ class DuplexConversation(TalkingConversation):
         if reply is not None and reply.playing and not self.listens_while_speaking:
             return   # a pipeline does not hear the user while it speaks
         if reply is not None and reply.playing and reply.held is None and self.playback.active:
+            last = self._faint
+            since = last.since if last is not None and onset - last.ended < FAINT_JOIN_S else onset
+            if self._too_faint(since):
+                self._faint = Faint(onset, since)
+                self.emit("overlap.faint", reply.turn, t=t, onset=round(onset, 3), user_db=round(self.user_level.db, 1),
+                          db=round(self._level_since(since), 1))
+                return
             reply.held = self.playback.interrupt()
             reply.yield_t = onset
             # stamped where the fade begins: the frame we return next plays from the end of this one
@@ -164,6 +203,14 @@ class DuplexConversation(TalkingConversation):
             self._drop_draft()
         self.user.asked = self.user.answered = False
         self.user.pause = self._pause_schedule()
+
+    def _level_since(self, since: float) -> float:
+        """The level of the audio since ``since``: the 90th percentile of its frames (its loud part)."""
+        return float(np.percentile([db for t0, db in self._levels if t0 >= since - 1e-6] or [-180.0], 90))
+
+    def _too_faint(self, since: float) -> bool:
+        gate, user_db = self.cfg.duplex.background_db, self.user_level.db
+        return bool(gate) and user_db is not None and self._level_since(since) < user_db - gate
 
     def _pause_schedule(self) -> PauseSchedule:
         return PauseSchedule(self.cfg.duplex, seconds(self.frame_samples))
@@ -321,12 +368,12 @@ class DuplexConversation(TalkingConversation):
             self.ear.close()
             self.user = None
         self.reply = None
-        if self.user is None and self.segmenter.in_speech:    # the user spoke over a reply we did not yield
+        if self.user is None and self.segmenter.in_speech and not (self._faint and self._faint.active):  # spoke over us
             self._new_user_turn(t, t)
 
     # -- talking over the agent ----------------------------------------------------------------------
     def _judge_overlap(self, t: float) -> None:
-        """While yielded: resume for a backchannel, or give the floor up for a barge-in."""
+        """While yielded: resume after a short overlap that claims nothing, or give the floor up."""
         reply, user = self.reply, self.user
         length = (self.segmenter.last_speech_end if not self.segmenter.in_speech else t) - reply.yield_t
         longest = self.cfg.duplex.backchannel_max_s
@@ -338,7 +385,7 @@ class DuplexConversation(TalkingConversation):
                 return
             if user is not None and not user.answered:
                 return   # waiting for the ear's answer
-            if user is None or is_backchannel(user.text):
+            if user is None or not claims_the_floor(user.text):
                 self.emit("bargein.backchannel", reply.turn, t=t, text=user.text if user else "")
                 self.playback.resume(reply.held)
                 reply.held = None

@@ -5,12 +5,15 @@ has heard, so they can be tested alone. (When to take the floor is ``turn/floor.
   streaming transcript (a per-conversation view of the shared model), or a text rule without it.
 - ``BackchannelTiming``: when, while the user holds the floor, a short acknowledgement fits.
 - ``is_backchannel``: whether what the user said over the agent was only "mm-hm", "yeah", ...
+- ``claims_the_floor``: whether a short stretch of speech over the agent asks it to stop or asks it
+  something; ``UserLevel``: the user's own loudness in this call, to tell them from speech farther away.
 - ``same_request``: whether a reply drafted from an earlier transcript still answers the final one.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 
 import numpy as np
 
@@ -28,6 +31,46 @@ def is_backchannel(text: str, max_words: int = 3) -> bool:
     """True for "mm-hm", "yeah", "oh right", "I see", a lone "um" (and silence-like nothing), not content."""
     words = re.findall(r"[a-z']+", text.lower().replace("-", ""))
     return len(words) <= max_words and all(w in BACKCHANNEL_WORDS or w in FILLER_WORDS for w in words)
+
+
+# Words that take the floor even in a short overlap: stop-cues, and the openings of questions.
+_FLOOR_CLAIMS = frozenset("stop wait hold hang no nope sorry excuse pardon hey actually but "
+                          "what why how when where who which".split())
+
+
+def claims_the_floor(text: str) -> bool:
+    """Whether a short stretch of speech over the agent tells it to stop or asks it something: a
+    stop-cue ("wait", "no", "sorry", "hold on") or a question ("what?", anything ending in "?").
+    Everything else this short lets the agent go on: "mm-hm", "right", and also words the recogniser
+    half-heard in a listener token (it writes a quiet "uh-huh" as "Like," or "At the moment,"), so a
+    false stop costs a pause, never the answer. A longer overlap is a barge-in whatever it says."""
+    words = re.findall(r"[a-z']+", text.lower().replace("-", ""))
+    return text.rstrip(" \"')").endswith("?") or any(w in _FLOOR_CLAIMS for w in words)
+
+
+def level_db(frame: np.ndarray) -> float:
+    """A frame's level in dBFS (RMS; -180 for digital silence)."""
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(frame, dtype=np.float64))) + 1e-9)) if len(frame) else -180.0
+
+
+class UserLevel:
+    """How loud the user speaks in this call: the 90th percentile of the frame levels of their speech
+    while the agent is silent (their own turns: the microphone hears no agent there, whatever the echo
+    cancellation), over the last ``window_frames``. Speech far below it is someone else: a TV, a
+    person across the room. None until ``min_frames`` of the user's speech are heard."""
+
+    def __init__(self, window_frames: int = 1500, min_frames: int = 25) -> None:
+        self._levels: deque[float] = deque(maxlen=window_frames)
+        self.min_frames = min_frames
+
+    def add(self, db: float) -> None:
+        self._levels.append(db)
+
+    @property
+    def db(self) -> float | None:
+        if len(self._levels) < self.min_frames:
+            return None
+        return float(np.percentile(self._levels, 90))
 
 
 # Hesitation sounds carry no request wherever the recogniser puts them (hyphenated "mm-hm" splits in two).
