@@ -194,7 +194,7 @@ def test_sessions_up_to_the_limit_then_busy(models):
         assert _wait_for(lambda: srv.call(lambda: srv.state.active) == 0)
         status = srv.call(srv.state.status)
     assert third.errors and third.errors[0].startswith("busy:") and "2 concurrent" in third.errors[0]
-    assert "as measured" in third.errors[0], "the derived limit says where it comes from"
+    assert "CPU-s per s a conversation, measured over" in third.errors[0], "the derived limit says where it comes from"
     assert third.close_code == 1013
     for run in (a, b):
         assert not run.errors and run.agent_text and first_sound(run.output, after_s=1.6) is not None

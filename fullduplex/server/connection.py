@@ -113,8 +113,9 @@ async def serve_connection(state: ServerState, request: web.Request, ws: web.Web
         why = ""
         if state.limit_source == "derived":
             cap = state.capacity()
+            measured = f"measured over {cap['measured_s']:g} s of calls" if cap["measured_s"] else "assumed until measured"
             why = (f" (what {cap['cores']:g} cores hold at {cap['cpu_target']:.0%} use and "
-                   f"{cap['session_cpu_per_s']:.2f} CPU-s per s a conversation, as measured)")
+                   f"{cap['session_cpu_per_s']:.2f} CPU-s per s a conversation, {measured})")
         state.log(f"busy: refused {request.remote} ({state.active}/{limit} sessions{why})")
         await conn.fail(ProtocolError("busy", f"the server is at its limit of {limit} concurrent "
                                               f"session(s){why}; try again later", Close.TRY_LATER))
