@@ -40,7 +40,13 @@ class VadConfig:
 class SttConfig:
     backend: str = "moonshine"     # "moonshine" (tiny-en, streaming) | "whisper-tiny" | "whisper-base"
     threads: int = 1               # CPU threads for Whisper (CTranslate2); two cores are shared by every model
-    partial_interval_s: float = 0.3  # how often a streaming recogniser refreshes its partial transcript
+    partial_interval_s: float = 0.0  # how often a streaming recogniser refreshes its partial transcript unasked; 0: only
+                                     # when asked (``partial()``). The duplex engine asks at every pause, and nothing
+                                     # decides on the words in between; Moonshine tiny re-transcribes the whole open line
+                                     # at each refresh, so refreshing every 0.3 s cost ~2/3 of its CPU (issue 17)
+    single_thread: bool = True     # Moonshine's ONNX runtime computes on the calling thread only. Its own pool (two more
+                                   # threads) spins: it cost as much CPU again as the caller and was slower, not faster,
+                                   # on a busy 2-core box (measured: 0.33 -> 0.21 CPU-s per s of audio, issue 17)
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,11 @@ class DuplexConfig:
                                     # shorter, it is one only with a stop-cue or a question (``claims_the_floor``):
                                     # listener tokens ("mm-hm", "oh okay", "yeah yeah") last up to ~1 s
     background_db: float = 8.0     # speech over the agent this far below the user's own level (``UserLevel``) is not
-                                   # the user (a TV, someone across the room): talked through. The user's own speech
-                                   # varies ~+-6 dB around it; background is 10-20 dB below (FDB v1.5). 0: off
+                                   # the user (a TV, someone across the room): talked through. Judged on the overlap
+                                   # heard out (``backchannel_max_s``): the user's own overlaps there are -5..+7 dB,
+                                   # background 10-20 dB below (FDB v1.5). 0: off
+    background_onset_db: float = 12.0  # ... and at the onset, on ~0.1 s, not yielding at all: a short window is noisy
+                                   # (the user's soft onsets reach 9 dB below), so only clearly distant speech
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,23 @@ def test_background_speech_far_below_the_users_level_is_talked_through():
     assert len(kinds(ev, "turn.end")) == 1, "the television gets no answer"
 
 
+def test_a_loud_start_of_quiet_speech_is_judged_again_on_the_whole_overlap():
+    """A door-slam-loud first 80 ms, then a TV 20 dB below: the agent yields at the onset, then, the
+    overlap heard out (``backchannel_max_s``), finds it too quiet to be the user and goes on."""
+    spans = [(0.5, 1.5), (3.0, 4.5)]
+    stack = ScriptedStack(spans=spans, llm=ScriptedLlm("First point. Second point. Third point."))
+    stack.stt.text = "Tell me three things."
+    actions = {2.9: lambda c: setattr(stack.stt, "text", "And now the weather for the weekend.")}
+    audio = tone(spans, [0.3, 0.03], 8.0)
+    audio[int(3.0 * 16000):int(3.08 * 16000)] *= 10
+    ev = run_scripted("duplex", stack, 8.0, actions, audio=audio).events
+    assert kinds(ev, "bargein.yield") and not kinds(ev, "bargein")
+    (late,) = [e for e in kinds(ev, "overlap.faint") if e.data.get("late")]
+    assert late.t < 3.0 + DuplexConfig().backchannel_max_s + 0.1
+    assert [e.data["text"] for e in kinds(ev, "playback.piece")] == ["First point.", "Second point.", "Third point."]
+    assert len(kinds(ev, "turn.end")) == 1
+
+
 def test_speech_at_the_users_level_over_the_agent_is_heard():
     """Same script, the overlap 3 dB below the user's level: the user, so the agent yields (and the
     quiet start of speech that then grows loud is yielded to as soon as it does)."""
@@ -156,6 +173,7 @@ def test_floor_policies():
     assert not is_backchannel("wait, what?") and not is_backchannel("yeah but no I meant Tuesday")
     assert claims_the_floor("Wait.") and claims_the_floor("Is it?") and claims_the_floor("sorry, what")
     assert not claims_the_floor("Mm-hm.") and not claims_the_floor("Like,") and not claims_the_floor("")
+    assert claims_the_floor("what do you mean") and not claims_the_floor("in which I was")
     assert text_rule("What time is it?") > 0.8 and text_rule("and then we went to the") < 0.2
     rule, cfg = FloorRule(), DuplexConfig()
     assert rule.wait_s(1.0) == pytest.approx(cfg.min_silence_s)

@@ -69,6 +69,7 @@ class Faint:
     onset: float
     since: float                   # where its level is measured from: the first of faint stretches close together
     ended: float = float("inf")    # its speech end (inf while it goes on)
+    heard_out: bool = False        # judged on the whole overlap: not judged again until it ends
 
     @property
     def active(self) -> bool:
@@ -142,7 +143,7 @@ class DuplexConversation(TalkingConversation):
                 self._faint.ended = edge.t
                 self.emit("overlap.ignored", None, t=edge.t, onset=round(self._faint.onset, 3))
         faint = self._faint is not None and self._faint.active
-        if faint and not self._too_faint(self._faint.since):
+        if faint and not self._faint.heard_out and not self._too_faint(self._faint.since):
             onset, self._faint = self._faint.onset, None
             self._on_user_speech(onset, t)     # it grew loud: the user after all
         elif self.segmenter.in_speech and not faint and (self.reply is None or not self.reply.playing):
@@ -180,7 +181,7 @@ class DuplexConversation(TalkingConversation):
         if reply is not None and reply.playing and reply.held is None and self.playback.active:
             last = self._faint
             since = last.since if last is not None and onset - last.ended < FAINT_JOIN_S else onset
-            if self._too_faint(since):
+            if self._too_faint(since, self.cfg.duplex.background_onset_db):
                 self._faint = Faint(onset, since)
                 self.emit("overlap.faint", reply.turn, t=t, onset=round(onset, 3), user_db=round(self.user_level.db, 1),
                           db=round(self._level_since(since), 1))
@@ -188,7 +189,9 @@ class DuplexConversation(TalkingConversation):
             reply.held = self.playback.interrupt()
             reply.yield_t = onset
             # stamped where the fade begins: the frame we return next plays from the end of this one
-            self.emit("bargein.yield", reply.turn, t=t + seconds(self.frame_samples), onset=round(onset, 3))
+            self.emit("bargein.yield", reply.turn, t=t + seconds(self.frame_samples), onset=round(onset, 3),
+                      db=round(self._level_since(onset), 1),
+                      user_db=None if self.user_level.db is None else round(self.user_level.db, 1))
             self._new_user_turn(onset, t)      # the overlap is heard as a turn of its own
             return
         if self.user is None:
@@ -208,8 +211,10 @@ class DuplexConversation(TalkingConversation):
         """The level of the audio since ``since``: the 90th percentile of its frames (its loud part)."""
         return float(np.percentile([db for t0, db in self._levels if t0 >= since - 1e-6] or [-180.0], 90))
 
-    def _too_faint(self, since: float) -> bool:
-        gate, user_db = self.cfg.duplex.background_db, self.user_level.db
+    def _too_faint(self, since: float, below_db: float | None = None) -> bool:
+        """Whether the audio since ``since`` is ``below_db`` (default ``background_db``) under the user's level."""
+        gate = self.cfg.duplex.background_db if below_db is None else below_db
+        user_db = self.user_level.db
         return bool(gate) and user_db is not None and self._level_since(since) < user_db - gate
 
     def _pause_schedule(self) -> PauseSchedule:
@@ -387,12 +392,25 @@ class DuplexConversation(TalkingConversation):
                 return   # waiting for the ear's answer
             if user is None or not claims_the_floor(user.text):
                 self.emit("bargein.backchannel", reply.turn, t=t, text=user.text if user else "")
-                self.playback.resume(reply.held)
-                reply.held = None
-                self.ear.close()
-                self.user = None
+                self._resume(reply)
                 return
+        if self._too_faint(reply.yield_t):
+            # Heard out (a second, longer look than the onset's): too quiet to be the user after all.
+            self._faint = Faint(reply.yield_t, reply.yield_t, heard_out=True)
+            if not self.segmenter.in_speech:
+                self._faint.ended = self.segmenter.last_speech_end
+            self.emit("overlap.faint", reply.turn, t=t, onset=round(reply.yield_t, 3), late=True,
+                      db=round(self._level_since(reply.yield_t), 1), user_db=round(self.user_level.db, 1))
+            self._resume(reply)
+            return
         self._barge_in(t)
+
+    def _resume(self, reply: Reply) -> None:
+        """Go on with the answer set aside at the yield, where it was cut; the overlap was no turn."""
+        self.playback.resume(reply.held)
+        reply.held = None
+        self.ear.close()
+        self.user = None
 
     def _barge_in(self, t: float) -> None:
         reply = self.reply

@@ -33,19 +33,21 @@ def is_backchannel(text: str, max_words: int = 3) -> bool:
     return len(words) <= max_words and all(w in BACKCHANNEL_WORDS or w in FILLER_WORDS for w in words)
 
 
-# Words that take the floor even in a short overlap: stop-cues, and the openings of questions.
-_FLOOR_CLAIMS = frozenset("stop wait hold hang no nope sorry excuse pardon hey actually but "
-                          "what why how when where who which".split())
+# Words that take the floor even in a short overlap: stop-cues anywhere, question words as the first word.
+_STOP_CUES = frozenset("stop wait hold hang no nope sorry excuse pardon hey actually but".split())
+_QUESTION_OPENERS = frozenset("what why how when where who which".split())
 
 
 def claims_the_floor(text: str) -> bool:
     """Whether a short stretch of speech over the agent tells it to stop or asks it something: a
-    stop-cue ("wait", "no", "sorry", "hold on") or a question ("what?", anything ending in "?").
+    stop-cue ("wait", "no", "sorry", "hold on") or a question (opening with "what", "why", ..., or
+    ending in "?").
     Everything else this short lets the agent go on: "mm-hm", "right", and also words the recogniser
     half-heard in a listener token (it writes a quiet "uh-huh" as "Like," or "At the moment,"), so a
     false stop costs a pause, never the answer. A longer overlap is a barge-in whatever it says."""
     words = re.findall(r"[a-z']+", text.lower().replace("-", ""))
-    return text.rstrip(" \"')").endswith("?") or any(w in _FLOOR_CLAIMS for w in words)
+    return (text.rstrip(" \"')").endswith("?") or any(w in _STOP_CUES for w in words)
+            or bool(words) and words[0] in _QUESTION_OPENERS)
 
 
 def level_db(frame: np.ndarray) -> float:
