@@ -40,10 +40,12 @@ class VadConfig:
 class SttConfig:
     backend: str = "moonshine"     # "moonshine" (tiny-en, streaming) | "whisper-tiny" | "whisper-base"
     threads: int = 1               # CPU threads for Whisper (CTranslate2); two cores are shared by every model
-    partial_interval_s: float = 0.0  # how often a streaming recogniser refreshes its partial transcript unasked; 0: only
-                                     # when asked (``partial()``). The duplex engine asks at every pause, and nothing
-                                     # decides on the words in between; Moonshine tiny re-transcribes the whole open line
-                                     # at each refresh, so refreshing every 0.3 s cost ~2/3 of its CPU (issue 17)
+    partial_interval_s: float = 0.6  # seconds of audio between unasked refreshes of a streaming recogniser's partial
+                                     # transcript (0: only when asked). Moonshine re-transcribes the whole open line each
+                                     # time and skips a refresh with < 0.5 s of new audio, so 0.3 s ran every 0.6 s anyway.
+                                     # Rarer is cheaper (1.0 s: stt 0.16 -> 0.10 CPU-s/s) but the words asked for at a
+                                     # pause then come later (a full transcription, not the last refresh): the monologue
+                                     # test's backchannel in a 0.29 s pause was missed (issue 17)
     single_thread: bool = True     # Moonshine's ONNX runtime computes on the calling thread only. Its own pool (two more
                                    # threads) spins: it cost as much CPU again as the caller and was slower, not faster,
                                    # on a busy 2-core box (measured: 0.33 -> 0.21 CPU-s per s of audio, issue 17)

@@ -249,6 +249,9 @@ def test_each_model_is_charged_to_its_conversation():
 
                 def finish(self):
                     return inner.finish()
+
+                def close(self):
+                    inner.close()
             return Stream()
 
     class Turn:   # the predictive turn model's interface; its Smart Turn call charges itself
@@ -288,6 +291,33 @@ def test_each_model_is_charged_to_its_conversation():
         assert summary["cpu_accounted_s"] == pytest.approx(sum(spent.values()), abs=1e-3)
     assert runs[10.0].conversation.cpu.by_model()["llm"] > runs[3.0].conversation.cpu.by_model()["llm"], \
         "the longer call asked more"
+
+
+def test_the_ear_drops_a_turns_stream_without_a_final_transcript():
+    """Work nothing reads is not done: when the agent takes the floor the user's turn is over, and a
+    final transcript then would be one more transcription of the open line (issue 17)."""
+    calls = []
+
+    class Stt(InstantStt):
+        def stream(self):
+            inner = super().stream()
+
+            class Stream:
+                push, partial = inner.push, inner.partial
+
+                def finish(self):
+                    calls.append("finish")
+                    return inner.finish()
+
+                def close(self):
+                    calls.append("close")
+            return Stream()
+
+    models = stack()
+    models.stt = Stt("When does the library open?")
+    run = run_scripted("duplex", models, seconds=3.0)
+    assert any(e.kind == "playback.start" for e in run.events)
+    assert calls == ["close"], calls
 
 
 def test_a_models_own_threads_are_charged_to_the_caller():

@@ -52,6 +52,13 @@ def test_moonshine_streams_partials_before_the_final(models):
     assert wer(reference_text("librispeech-2412-153948-0000"), final.text) <= 0.3
 
 
+@pytest.mark.slow
+def test_moonshine_computes_on_the_callers_thread_only(models):
+    """No ONNX thread pool of its own: on two shared cores its spinning pool cost as much CPU again as
+    the caller and was slower, not faster, under load (SttConfig.single_thread, issue 17)."""
+    assert models.stt._helpers.tids == []
+
+
 def test_whisper_word_timestamps():
     stt = load_stt(SttConfig(backend="whisper-tiny"))
     words = stt.transcribe(read_clip("jfk.wav"), word_timestamps=True).words

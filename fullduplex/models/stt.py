@@ -12,6 +12,7 @@ Moonshine tiny-en is the default (streaming partials, ~135 ms an utterance); Whi
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -61,6 +62,10 @@ class SttStream:
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
         return self._stt.transcribe(audio)
 
+    def close(self) -> None:
+        """Drop the stream without a final transcript (nobody needs it: no transcription is run)."""
+        self._chunks = []
+
 
 class SpeechToText:
     name = "stt"
@@ -88,10 +93,14 @@ class MoonshineStt(SpeechToText):
         if not (model_dir / "encoder_model.ort").exists():
             raise UserError(f"Moonshine's tiny-en model is missing from {model_dir}: reinstall moonshine-voice==0.0.73")
         self.cfg = cfg
-        # Its ONNX runtime computes on two threads of its own besides the caller's (measured: as much CPU
-        # again): charged to the conversation that called, with the caller's own (cputime.HelperThreads).
+        if cfg.single_thread:
+            # libmoonshine's own switch, read as it makes its ONNX sessions (the recogniser's and each stream's
+            # VAD): without it the runtime adds a spinning pool of two threads (see SttConfig.single_thread)
+            os.environ.setdefault("MOONSHINE_ORT_SINGLE_THREAD", "1")
+        # Any threads its ONNX runtime computes on besides the caller's are charged to the conversation
+        # that called, with the caller's own (cputime.HelperThreads).
         self._transcriber, self._helpers = HelperThreads.spawned_by(lambda: transcriber.Transcriber(
-            str(model_dir), api.ModelArch.TINY, update_interval=cfg.partial_interval_s))
+            str(model_dir), api.ModelArch.TINY, update_interval=self.partial_interval_s))
         self._lock = threading.Lock()  # one native transcriber; streams and whole calls take turns
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
@@ -100,6 +109,11 @@ class MoonshineStt(SpeechToText):
         with self._lock, self._helpers.charged("stt"):
             result = self._transcriber.transcribe_without_streaming(np.asarray(audio, np.float32).tolist(), SAMPLE_RATE)
         return Transcript(_tidy(" ".join(line.text for line in result.lines)))
+
+    @property
+    def partial_interval_s(self) -> float:
+        """Seconds of audio between unasked refreshes of a stream's partial transcript (inf: only when asked)."""
+        return self.cfg.partial_interval_s if self.cfg.partial_interval_s > 0 else math.inf
 
     def stream(self) -> "MoonshineStream":
         return MoonshineStream(self)
@@ -111,7 +125,7 @@ class MoonshineStream(SttStream):
     def __init__(self, stt: MoonshineStt) -> None:
         self._stt = stt
         with stt._lock, stt._helpers.charged("stt"):
-            self._stream = stt._transcriber.create_stream(update_interval=stt.cfg.partial_interval_s)
+            self._stream = stt._transcriber.create_stream(update_interval=stt.partial_interval_s)
             self._lines: dict[int, str] = {}
             self._stream.add_listener(self._on_event)
             self._stream.start()
@@ -145,6 +159,11 @@ class MoonshineStream(SttStream):
             self._stream.stop()
             self._stream.close()
         return Transcript(self._text())
+
+    def close(self) -> None:
+        # Freed without stop(): stopping transcribes the open line once more, for a text nobody reads.
+        with self._stt._lock:
+            self._stream.close()
 
 
 WHISPER_SIZES = {"whisper-tiny": "tiny.en", "whisper-base": "base"}

@@ -74,6 +74,9 @@ class _ScriptedStream:
     def finish(self):
         return Transcript(self._text())
 
+    def close(self):
+        pass
+
 
 class ScriptedLlm:
     """Yields a fixed reply word by word; ``gate`` (a threading.Event) holds it back until the test says."""
