@@ -174,6 +174,7 @@ def test_floor_policies():
     assert claims_the_floor("Wait.") and claims_the_floor("Is it?") and claims_the_floor("sorry, what")
     assert not claims_the_floor("Mm-hm.") and not claims_the_floor("Like,") and not claims_the_floor("")
     assert claims_the_floor("what do you mean") and not claims_the_floor("in which I was")
+    assert not claims_the_floor("Right?") and not claims_the_floor("oh okay?") and claims_the_floor("Is that right?")
     assert text_rule("What time is it?") > 0.8 and text_rule("and then we went to the") < 0.2
     rule, cfg = FloorRule(), DuplexConfig()
     assert rule.wait_s(1.0) == pytest.approx(cfg.min_silence_s)
@@ -314,12 +315,12 @@ def test_real_backchannel_and_background_speech_do_not_stop_it(models):
     tv = background_mix(question, read_clip("librispeech-2412-153948-0000.wav")[int(0.48 * 16000):int(3.0 * 16000)], 15.0)
     agent = make_agent("duplex", models, Config().with_(llm={"system_prompt": "Answer in four long sentences."}))
     gap = lambda s: np.zeros(int(s * 16000), np.float32)   # noqa: E731
-    audio = np.concatenate([question, gap(3.5), 0.5 * uh_huh, gap(1.0), tv, gap(4.0)])
+    audio = np.concatenate([question, gap(4.0), 0.5 * uh_huh, gap(1.0), tv, gap(4.0)])
     tv_onset, tv_end = (len(audio) - len(tv)) / 16000 - 4.0, len(audio) / 16000 - 4.0
     run = run_agent(agent, audio)
     ev = run.events
     (start,) = kinds(ev, "playback.start")
-    assert start.t < len(question) / 16000 + 3.5, "answering before the uh-huh"
+    assert start.t < len(question) / 16000 + 4.0, "answering before the uh-huh"
     assert not kinds(ev, "bargein"), [e.data for e in kinds(ev, "bargein")]
     assert [e for e in kinds(ev, "overlap.faint") if abs(e.data["onset"] - tv_onset) < 0.3], "the TV was heard as not the user"
     assert not [e for e in kinds(ev, "bargein.yield") if e.t > tv_onset - 0.1], "no stop for the TV"

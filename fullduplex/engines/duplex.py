@@ -380,7 +380,7 @@ class DuplexConversation(TalkingConversation):
     def _judge_overlap(self, t: float) -> None:
         """While yielded: resume after a short overlap that claims nothing, or give the floor up."""
         reply, user = self.reply, self.user
-        length = (self.segmenter.last_speech_end if not self.segmenter.in_speech else t) - reply.yield_t
+        length = self.segmenter.last_speech_end - reply.yield_t    # of speech: the VAD's hangover is not counted
         longest = self.cfg.duplex.backchannel_max_s
         if self.segmenter.in_speech and length <= longest:
             return

@@ -45,6 +45,8 @@ def claims_the_floor(text: str) -> bool:
     Everything else this short lets the agent go on: "mm-hm", "right", and also words the recogniser
     half-heard in a listener token (it writes a quiet "uh-huh" as "Like," or "At the moment,"), so a
     false stop costs a pause, never the answer. A longer overlap is a barge-in whatever it says."""
+    if is_backchannel(text):
+        return False    # "right?", "yeah?", "oh okay?": a listener's rising tone, not a question
     words = re.findall(r"[a-z']+", text.lower().replace("-", ""))
     return (text.rstrip(" \"')").endswith("?") or any(w in _STOP_CUES for w in words)
             or bool(words) and words[0] in _QUESTION_OPENERS)
