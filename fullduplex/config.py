@@ -108,6 +108,8 @@ class DuplexConfig:
     backchannel_max_s: float = 1.0  # user speech over the agent longer than this is a barge-in, whatever it says;
                                     # shorter, it is one only with a stop-cue or a question (``claims_the_floor``):
                                     # listener tokens ("mm-hm", "oh okay", "yeah yeah") last up to ~1 s
+    resume_after_s: float = 0.35   # silence after a short overlap before the answer resumes: the user may go on
+                                   # ("Eight, [0.16 s] the press yard": resumed at once, the turn lost its first word)
     background_db: float = 8.0     # speech over the agent this far below the user's own level (``UserLevel``) is not
                                    # the user (a TV, someone across the room): talked through. Judged on the overlap
                                    # heard out (``backchannel_max_s``): the user's own overlaps there are -5..+7 dB,

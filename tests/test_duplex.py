@@ -103,6 +103,21 @@ def test_a_short_overlap_the_recogniser_half_heard_does_not_stop_the_reply():
     assert agent.history[-1]["content"] == "First point. Second point. Third point."
 
 
+def test_a_short_overlap_the_user_goes_on_from_is_one_turn():
+    """"Eight, [0.2 s] the press yard": the first 0.4 s alone is short and claims nothing, but the
+    agent waits for the silence after it (``resume_after_s``) before resuming, so the user's turn keeps
+    its first word and the agent neither blips back in nor answers half a turn."""
+    stack = ScriptedStack(spans=[(0.5, 1.5), (3.0, 3.4), (3.6, 4.6)],
+                          llm=ScriptedLlm("First point. Second point. Third point."))
+    stack.stt.text = "Tell me three things."
+    actions = {2.9: lambda c: setattr(stack.stt, "text", "Eight,"),
+               3.5: lambda c: setattr(stack.stt, "text", "Eight, the press yard.")}
+    _, ev, _ = drive(stack, 8.0, actions)
+    assert len(kinds(ev, "bargein.yield")) == 1 and not kinds(ev, "bargein.backchannel")
+    (barge,) = kinds(ev, "bargein")
+    assert kinds(ev, "stt.final")[-1].data["text"] == "Eight, the press yard."
+
+
 def test_a_short_stop_cue_or_question_takes_the_floor():
     for said in ("Wait.", "No no.", "What?"):
         stack = ScriptedStack(spans=[(0.5, 1.5), (3.0, 3.5)], llm=ScriptedLlm("First point. Second point. Third point."))

@@ -390,6 +390,8 @@ class DuplexConversation(TalkingConversation):
                 return
             if user is not None and not user.answered:
                 return   # waiting for the ear's answer
+            if self.segmenter.silence_s < self.cfg.duplex.resume_after_s:
+                return   # the user may go on: then it is one overlap, judged as a whole
             if user is None or not claims_the_floor(user.text):
                 self.emit("bargein.backchannel", reply.turn, t=t, text=user.text if user else "")
                 self._resume(reply)
