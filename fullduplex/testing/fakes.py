@@ -81,17 +81,21 @@ class _ScriptedStream:
 class ScriptedLlm:
     """Yields a fixed reply word by word; ``gate`` (a threading.Event) holds it back until the test says."""
 
+    repeatable = True
+
     def __init__(self, reply: str = "Hi. Nice to meet you.", fail: bool = False, gate=None) -> None:
         self.reply, self.fail, self.gate, self.calls = reply, fail, gate, []
 
-    def stream(self, messages, cancel=None):
+    def stream(self, messages, cancel=None, after=""):
         self.calls.append(messages)
         if self.gate is not None:
             self.gate.wait(10)
         if self.fail:
             raise RuntimeError("model exploded")
+        assert self.reply.startswith(after), "going on after words it did not write"
         words = self.reply.split(" ")
-        for i, word in enumerate(words):
+        done = len(after.split(" ")) if after else 0
+        for i, word in enumerate(words[done:], done):
             if cancel is not None and cancel.is_set():
                 return
             yield word if i == 0 else " " + word
