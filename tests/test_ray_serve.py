@@ -13,16 +13,20 @@ import signal
 import socket
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
-from fullduplex.audio.frames import SAMPLE_RATE
+from fullduplex.audio.frames import SAMPLE_RATE, rms_dbfs
+from fullduplex.bench.runner import run_bench
 from fullduplex.config import Config
 from fullduplex.server.client import converse
 from fullduplex.server.config import ServerConfig
 
 from .conftest import read_clip
+from .test_server import bench_suite, check_bench_output
 
 try:
     import ray  # noqa: F401
@@ -45,8 +49,8 @@ def free_port() -> int:
 
 
 class Cluster:
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, port: int, record_dir: Path) -> None:
+        self.port, self.record_dir = port, record_dir
         self.url = f"ws://127.0.0.1:{port}/api/chat"
 
     def status(self) -> dict:
@@ -63,14 +67,16 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    scfg = ServerConfig(port=free_port())
+def cluster(tmp_path_factory):
+    # every session is recorded (a few writes a second): the kill test reads what a dead replica left
+    record_dir = tmp_path_factory.mktemp("ray-recordings")
+    scfg = ServerConfig(port=free_port(), record_dir=str(record_dir))
     ours = ray_serve.start(None, scfg)
     plan = ray_serve.Plan(replicas=2, autoscale=None, sessions=SESSIONS, drain_s=5.0, gpus=0)
     try:
         ray_serve.serve.run(ray_serve.build_app("sequential", Config(), scfg, plan), name=ray_serve.APP_NAME,
                             route_prefix="/")
-        yield Cluster(scfg.port)
+        yield Cluster(scfg.port, record_dir)
     finally:
         ray_serve.serve.delete(ray_serve.APP_NAME)
         if ours:
@@ -117,6 +123,17 @@ def test_four_clients_spread_over_two_replicas_then_busy(cluster):
     assert {r["replica"] for r in status["per_replica"]} == replicas
 
 
+@pytest.mark.slow
+def test_bench_drives_the_ray_endpoint(cluster, tmp_path):
+    """`bench run --agents ws://.../api/chat` against Serve's proxy: the FDB layout, as with the plain server."""
+    served = cluster.status()["served"]
+    suite = bench_suite(tmp_path)
+    run = run_bench([cluster.url], suite, tmp_path / "out", log=lambda msg: None)
+    assert run.ran == 1 and not run.failed
+    check_bench_output(suite, tmp_path / "out", cluster.url)
+    assert cluster.wait(lambda s: s["served"] > served, 5.0)["served"] == served + 1, "a replica served it"
+
+
 def test_a_killed_replica_ends_only_its_own_calls(cluster):
     async def scenario():
         a, b = await staggered(cluster.url, list(CLIPS), tail_s=6.0)
@@ -134,6 +151,17 @@ def test_a_killed_replica_ends_only_its_own_calls(cluster):
     assert victim["replica"] in session_of(lost)
     assert lost.errors and lost.errors[-1].startswith("replica_lost:") and lost.close_code == 1011, \
         (lost.errors, lost.close_code)
+    # its recording, written by the killed process: a valid WAV up to about the last second (flushed
+    # once a second, the header never ahead of the samples), whole timeline lines, no session.json
+    folder = cluster.record_dir / session_of(lost)
+    assert not (folder / "session.json").exists(), "the replica died: nobody finished the recording"
+    audio, rate = sf.read(folder / "conversation.wav", dtype="float32")
+    recorded_s = len(audio) / rate
+    assert lost.received_audio_s - 1.3 <= recorded_s <= lost.received_audio_s + 0.5, \
+        f"recorded {recorded_s:.2f} s of a call the client heard for {lost.received_audio_s:.2f} s"
+    assert rms_dbfs(audio[:int(1.5 * rate), 0]) > -40, "the user's speech is on the left channel"
+    rows = [json.loads(line) for line in (folder / "timeline.jsonl").read_text().splitlines()]
+    assert rows and all("kind" in r for r in rows)
     assert not kept.errors and kept.close_code == 1000 and kept.agent_text, "the other replica's call went on"
     assert not after.errors and victim["replica"] not in session_of(after), "a new client is served elsewhere"
     status = cluster.wait(lambda s: s["replicas_lost"] >= 1)

@@ -499,25 +499,38 @@ def test_sigterm_ends_sessions_and_finishes_recordings(tmp_path):
 
 # -- the bench drives a server ----------------------------------------------------------------------
 
-@pytest.mark.slow
-def test_bench_runs_a_ws_agent(tmp_path, models):
-    suite = tmp_path / "suite" / "real" / "turn_taking" / "lj0020"
-    suite.mkdir(parents=True)
+def bench_suite(root: Path) -> Path:
+    """One real turn-taking scenario in the FDB layout (also used by tests/test_ray_serve.py)."""
+    suite = root / "suite"
+    scenario = suite / "real" / "turn_taking" / "lj0020"
+    scenario.mkdir(parents=True)
     # 5 s after the question: room for the sequential agent's whole-reply answer on a busy 2-core machine
-    sf.write(suite / "input.wav", speech(tail_s=5.0), SAMPLE_RATE, subtype="PCM_16")
-    (suite / "turn_taking.json").write_text(json.dumps([{"text": "[TURN-TAKING]", "timestamp": [1.5, 2.0]}]))
-    (suite / "meta.json").write_text(json.dumps({"source": "real"}))
-    with BackgroundServer(AGENT, models, scfg=scfg()) as srv:
-        run = run_bench([srv.url], tmp_path / "suite", tmp_path / "out", log=lambda msg: None)
-    assert run.ran == 1 and not run.failed
-    folder = tmp_path / "out" / agent_folder(srv.url) / "real" / "turn_taking" / "lj0020"
-    assert agent_folder(srv.url) == f"ws-127.0.0.1-{srv.port}-api-chat"
-    assert sf.info(str(folder / "output.wav")).frames == sf.info(str(suite / "input.wav")).frames
+    sf.write(scenario / "input.wav", speech(tail_s=5.0), SAMPLE_RATE, subtype="PCM_16")
+    (scenario / "turn_taking.json").write_text(json.dumps([{"text": "[TURN-TAKING]", "timestamp": [1.5, 2.0]}]))
+    (scenario / "meta.json").write_text(json.dumps({"source": "real"}))
+    return suite
+
+
+def check_bench_output(suite: Path, out: Path, url: str) -> None:
+    """What bench wrote for ``bench_suite``'s scenario run against the server at ``url``."""
+    folder = out / agent_folder(url) / "real" / "turn_taking" / "lj0020"
+    scenario = suite / "real" / "turn_taking" / "lj0020"
+    assert sf.info(str(folder / "output.wav")).frames == sf.info(str(scenario / "input.wav")).frames
     output, _ = sf.read(folder / "output.wav", dtype="float32")
     assert first_sound(output, after_s=1.6) is not None, "the answer is in output.wav, where it was heard"
     rows = [json.loads(line) for line in (folder / "timeline.jsonl").read_text().splitlines()]
     assert any(r["kind"] == "turn.end" and r["origin"] == "server" for r in rows)
     assert any(r["kind"] == "client.summary" for r in rows)
+
+
+@pytest.mark.slow
+def test_bench_runs_a_ws_agent(tmp_path, models):
+    suite = bench_suite(tmp_path)
+    with BackgroundServer(AGENT, models, scfg=scfg()) as srv:
+        run = run_bench([srv.url], suite, tmp_path / "out", log=lambda msg: None)
+    assert run.ran == 1 and not run.failed
+    assert agent_folder(srv.url) == f"ws-127.0.0.1-{srv.port}-api-chat"
+    check_bench_output(suite, tmp_path / "out", srv.url)
 
 
 def test_client_drives_a_moshi_shaped_server():
