@@ -293,7 +293,11 @@ class Plan(NamedTuple):
 def build_app(agent_name: str, cfg: Config, scfg: ServerConfig, plan: Plan,
               agent_factory: Callable[[], Agent] | None = None):
     """The Serve application: the chat deployment (its replicas) and the status board it reports to."""
-    scfg = ServerConfig(**{**scfg.__dict__, "max_sessions": plan.sessions})
+    # --record DIR: each replica writes its own sessions' folders there, on its own node's disk. A worker
+    # shares the caller's working directory only in a local Ray started here; joining a cluster
+    # (--address), it is where `ray start` ran: so the path is made absolute here
+    record_dir = os.path.abspath(scfg.record_dir) if scfg.record_dir else None
+    scfg = ServerConfig(**{**scfg.__dict__, "max_sessions": plan.sessions, "record_dir": record_dir})
     chat = ChatReplica.options(**plan.deployment_options())
     return chat.bind(agent_name, cfg, scfg, StatusBoard.bind(), agent_factory)
 
