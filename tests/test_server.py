@@ -499,13 +499,13 @@ def test_sigterm_ends_sessions_and_finishes_recordings(tmp_path):
 
 # -- the bench drives a server ----------------------------------------------------------------------
 
-def bench_suite(root: Path) -> Path:
+def bench_suite(root: Path, tail_s: float = 5.0) -> Path:
     """One real turn-taking scenario in the FDB layout (also used by tests/test_ray_serve.py)."""
     suite = root / "suite"
     scenario = suite / "real" / "turn_taking" / "lj0020"
     scenario.mkdir(parents=True)
     # 5 s after the question: room for the sequential agent's whole-reply answer on a busy 2-core machine
-    sf.write(scenario / "input.wav", speech(tail_s=5.0), SAMPLE_RATE, subtype="PCM_16")
+    sf.write(scenario / "input.wav", speech(tail_s=tail_s), SAMPLE_RATE, subtype="PCM_16")
     (scenario / "turn_taking.json").write_text(json.dumps([{"text": "[TURN-TAKING]", "timestamp": [1.5, 2.0]}]))
     (scenario / "meta.json").write_text(json.dumps({"source": "real"}))
     return suite
