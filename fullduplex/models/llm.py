@@ -21,6 +21,7 @@ from ..errors import EndpointUnreachable, UserError
 from .packages import joined_file, model_file, require
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
+PENALTY_LAST_N = 64   # llama.cpp's repeat penalty window (create_chat_completion's repeat_penalty 1.1 over it)
 
 
 class LanguageModel:
@@ -117,13 +118,15 @@ class LlamaCppLlm(LanguageModel):
             # differs), so a reply written again from the cache draws the same tokens as the first time.
             ll.eval(ids[keep:-1])
             ll.eval(ids[-1:])
+            recent = written[-PENALTY_LAST_N:]
             text = codecs.getincrementaldecoder("utf-8")(errors="ignore")
             for i in range(len(written), self.cfg.max_tokens):
                 if cancel is not None and cancel.is_set():
                     return
-                token = self._sampler(i).sample(ll._ctx, -1)
+                token = self._sampler(i, recent).sample(ll._ctx, -1)
                 if self._is_eog(ll._model.vocab, token):
                     return
+                recent = (recent + [token])[-PENALTY_LAST_N:]
                 piece = text.decode(ll.detokenize([token], special=False))
                 if piece:
                     yield piece
@@ -142,11 +145,14 @@ class LlamaCppLlm(LanguageModel):
                 if piece:
                     yield piece
 
-    def _sampler(self, i: int):
-        """create_chat_completion's sampler chain (its defaults: no repeat penalty, top-k 40, top-p 0.95,
-        min-p 0.05), its draw seeded with the token's index."""
+    def _sampler(self, i: int, recent: list[int]):
+        """create_chat_completion's sampler chain (its defaults), its draw seeded with the token's index."""
         from llama_cpp import _internals
         chain = _internals.LlamaSampler()
+        chain.add_penalties(n_vocab=self._llama.n_vocab(), penalty_last_n=PENALTY_LAST_N, penalty_repeat=1.1,
+                            penalty_freq=0.0, penalty_present=0.0)
+        for token in recent:
+            chain.accept(token)
         if self.cfg.temperature <= 0:
             chain.add_greedy()
             return chain
