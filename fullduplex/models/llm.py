@@ -65,7 +65,7 @@ EMBEDDED_GGUF = ("smollm2", *SPLIT_GGUF)
 
 
 class LlamaCppLlm(LanguageModel):
-    repeatable = True   # see stream(); False for a GGUF without a chat template (llama-cpp's own path then)
+    repeatable = True   # a fixed seed per generation (seed=0 below) on one CPU context
 
     def __init__(self, cfg: LlmConfig) -> None:
         # llama.cpp's OpenMP threads spin while waiting; passive waiting keeps them off the cores the
@@ -86,10 +86,8 @@ class LlamaCppLlm(LanguageModel):
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         self._is_eog = llama_cpp.llama_vocab_is_eog
         eos, bos = self._llama.token_eos(), self._llama.token_bos()
-        template = self._llama.metadata.get("tokenizer.chat_template")
-        self.repeatable = template is not None
-        self._format = None if template is None else Jinja2ChatFormatter(   # as create_chat_completion uses it
-            template=template,
+        self._format = Jinja2ChatFormatter(   # the GGUF's chat template, as create_chat_completion uses it
+            template=self._llama.metadata["tokenizer.chat_template"],
             eos_token=self._llama._model.token_get_text(eos) if eos != -1 else "",
             bos_token=self._llama._model.token_get_text(bos) if bos != -1 else "", stop_token_ids=[eos])
 
@@ -99,9 +97,6 @@ class LlamaCppLlm(LanguageModel):
         reply's start (prompt + those tokens re-fed: llama.cpp's prefix cache still holds them unless
         another conversation used the model since) draws what one uninterrupted run would have."""
         ll = self._llama
-        if self._format is None:
-            yield from self._chat_completion(messages, cancel)
-            return
         with self._lock:
             prompt = self._format(messages=messages)
             ids = ll.tokenize(prompt.prompt.encode(), add_bos=not prompt.added_special, special=True)
@@ -131,19 +126,6 @@ class LlamaCppLlm(LanguageModel):
                 if piece:
                     yield piece
                 ll.eval([token])
-
-    def _chat_completion(self, messages: list[Message], cancel: threading.Event | None) -> Iterator[str]:
-        """llama-cpp-python's chat completion, with its guessed chat format: one random stream per call."""
-        with self._lock:
-            chunks = self._llama.create_chat_completion(messages=messages, stream=True, max_tokens=self.cfg.max_tokens,
-                                                        temperature=self.cfg.temperature, seed=0)
-            for chunk in chunks:
-                if cancel is not None and cancel.is_set():
-                    chunks.close()
-                    return
-                piece = chunk["choices"][0]["delta"].get("content")
-                if piece:
-                    yield piece
 
     def _sampler(self, i: int, recent: list[int]):
         """create_chat_completion's sampler chain (its defaults), its draw seeded with the token's index."""
