@@ -225,8 +225,8 @@ def test_each_model_is_charged_to_its_conversation():
     asks = Asks()
 
     class Llm(ScriptedLlm):
-        def stream(self, messages, cancel=None, after=""):
-            for word in super().stream(messages, cancel, after):
+        def stream(self, messages, cancel=None):
+            for word in super().stream(messages, cancel):
                 asks.burn("llm", 0.003)
                 yield word
 

@@ -8,10 +8,9 @@ Not a pipeline with turns but one loop that is always listening and may always s
   room, the browser's echo cancellation keeps it out of the microphone).
 - **Answers at once.** At every pause the ear is asked for the transcript so far, the turn model
   says how likely the user is done, and above ``draft_p`` a reply is drafted (LLM + TTS, held back,
-  not played): its first piece only (``draft_pieces``). When the silence reaches the model's wait
-  (short when it is sure, long when the user trails off on "and" or "um"), the agent takes the floor,
-  the draft's first piece is already audio and the rest is written while it plays. If the user goes
-  on instead, the draft is dropped, having cost one piece.
+  not played). When the silence reaches the model's wait (short when it is sure, long when the user
+  trails off on "and" or "um"), the agent takes the floor and the draft is already audio. If the user
+  goes on instead, the draft is dropped.
 - **Holds through pauses, and backchannels.** A pause where the model says "holding" gets no reply;
   if the user has talked for a while, it may get a quiet "yeah" / "right" (``BackchannelTiming``).
 - **Yields to interruptions, talks through the rest.** User speech starting over the agent's reply
@@ -33,7 +32,6 @@ decisions and moves audio. When to take the floor is ``turn/floor.py``'s ``Floor
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -46,7 +44,7 @@ from .backchannels import BackchannelPicker
 from .ear import Ear
 from .floor_policy import BackchannelTiming, EndOfTurn, UserLevel, claims_the_floor, level_db, same_request
 from .stack import ModelStack
-from .talker import PREROLL_S, TalkingConversation, ThinkDone, ThinkPaused
+from .talker import PREROLL_S, TalkingConversation, ThinkDone
 from .voice import Piece
 from .workers import JobFailed, Worker
 
@@ -93,8 +91,6 @@ class Reply:
     held: list | None = None        # set aside while the user talks over us
     yield_t: float = 0.0
     drafted_from: str = ""          # the transcript the LLM answered (user_text until a draft is kept)
-    floor: threading.Event = field(default_factory=threading.Event)   # set when the floor is taken: write it all
-    paused: ThinkPaused | None = None   # a draft stopped after its first piece, before the floor was taken
 
 
 class DuplexConversation(TalkingConversation):
@@ -272,10 +268,8 @@ class DuplexConversation(TalkingConversation):
                   silence_ms=round(silence * 1000), detector=self.end_of_turn.detector)
         self.emit("stt.final", user.id, t=t, text=user.text)   # the words the reply answers
         if not self._draft_fits(user, t):
-            self._start_draft(user, t, at_floor=True)
+            self._start_draft(user, t)
         self.reply, self.draft = self.draft, None
-        self.reply.floor.set()
-        self._write_rest(self.reply)
         self.playback.resume([[p_.audio, p_, 0] for p_ in self._held_draft])  # what the draft already has
         self._held_draft = []
 
@@ -304,29 +298,15 @@ class DuplexConversation(TalkingConversation):
         draft.user_text = user.text
         return True
 
-    def _start_draft(self, user: UserTurn, t: float, at_floor: bool = False) -> None:
+    def _start_draft(self, user: UserTurn, t: float) -> None:
         if self.draft is not None:
             self._drop_draft()
         gen = self.voice.new_generation()
-        draft = self.draft = Reply(user.id, gen, user.text, drafted_from=user.text)
-        if at_floor:
-            draft.floor.set()
+        self.draft = Reply(user.id, gen, user.text, drafted_from=user.text)
         self._held_draft: list[Piece] = []
         self.emit("draft.start", user.id, t=t, text=user.text, p_done=round(user.p_done, 3))
-        turn, text, llm, first = user.id, user.text, self.models.llm, self.cfg.duplex.draft_pieces
-        # Only a repeatable LLM can stop after the first piece: the rest must follow the same tokens.
-        until = draft.floor if first and getattr(llm, "repeatable", False) else None
-        self.think.submit(lambda cancel: self.generate(turn, gen, text, llm, cancel, until=until, first=first))
-
-    def _write_rest(self, reply: Reply) -> None:
-        """The floor is taken: a draft that stopped after its first piece is written on, while that piece plays."""
-        paused, reply.paused = reply.paused, None
-        if paused is None:
-            return
-        llm = self.models.llm
-        if not self.think.submit(lambda cancel: self.generate(paused.turn, paused.gen, paused.user_text, llm, cancel,
-                                                              resume=paused)):
-            self.emit("error", reply.turn, where="think", message="the rest of the draft was not queued")
+        turn, text = user.id, user.text
+        self.think.submit(lambda cancel: self.generate(turn, gen, text, self.models.llm, cancel))
 
     def _drop_draft(self) -> None:
         self.think.cancel()
@@ -348,12 +328,6 @@ class DuplexConversation(TalkingConversation):
             for r in (self.reply, self.draft):
                 if r is not None and r.gen == result.gen:
                     r.done = result
-        elif isinstance(result, ThinkPaused):
-            if self.draft is not None and self.draft.gen == result.gen:
-                self.draft.paused = result
-            elif self.reply is not None and self.reply.gen == result.gen:
-                self.reply.paused = result
-                self._write_rest(self.reply)   # it stopped as the floor was being taken
         self.voice.collect(self._route)
 
     def _route(self, piece: Piece) -> None:
