@@ -33,26 +33,6 @@ def test_smollm2_cancel_stops_between_tokens(models):
     assert len(pieces) == 3
 
 
-def test_smollm2_goes_on_after_a_stopped_start_token_for_token(models):
-    """``repeatable``: a draft stopped after its first piece goes on later (the duplex engine's
-    ``generate(resume=...)``) with the same tokens as one uninterrupted run (the context still holds
-    it); after another conversation used the model, it goes on from the same words."""
-    llm = models.llm
-    assert llm.repeatable
-    whole = list(llm.stream(MESSAGES))
-    start = []
-    for piece in llm.stream(MESSAGES):
-        start.append(piece)
-        if len(start) == 6:
-            break          # the generator is closed: the model is free
-    assert llm._lock.acquire(timeout=1.0), "a stopped stream frees the model"
-    llm._lock.release()
-    assert start == whole[:6]
-    assert list(llm.stream(MESSAGES, after="".join(start))) == whole[6:]
-    other = list(llm.stream([{"role": "user", "content": "Name a fruit."}], after="Apple"))
-    assert other and not "".join(other).startswith("Apple")
-
-
 def test_unreachable_endpoint_is_a_clear_error():
     llm = OpenAiLlm(LlmConfig(backend="openai", base_url="http://127.0.0.1:9/v1", timeout_s=2))
     with pytest.raises(EndpointUnreachable, match=r"cannot reach the LLM endpoint http://127.0.0.1:9/v1"):

@@ -7,7 +7,6 @@ stops generation between tokens, which is how an interrupted reply stops costing
 
 from __future__ import annotations
 
-import codecs
 import json
 import os
 import threading
@@ -21,14 +20,10 @@ from ..errors import EndpointUnreachable, UserError
 from .packages import joined_file, model_file, require
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
-PENALTY_LAST_N = 64   # llama.cpp's repeat penalty window (create_chat_completion's repeat_penalty 1.1 over it)
 
 
 class LanguageModel:
     name = "llm"
-    # The same messages give the same reply, token for token: a reply stopped early (a draft the user
-    # may still talk over) can be written again from its start and go on where it stopped.
-    repeatable = False
 
     def stream(self, messages: list[Message], cancel: threading.Event | None = None) -> Iterator[str]:
         raise NotImplementedError
@@ -65,8 +60,6 @@ EMBEDDED_GGUF = ("smollm2", *SPLIT_GGUF)
 
 
 class LlamaCppLlm(LanguageModel):
-    repeatable = True   # a fixed seed per generation (seed=0 below) on one CPU context
-
     def __init__(self, cfg: LlmConfig) -> None:
         # llama.cpp's OpenMP threads spin while waiting; passive waiting keeps them off the cores the
         # ONNX models need (measured on 2 cores: 10-45 s stalls for 28 tokens otherwise).
@@ -83,68 +76,18 @@ class LlamaCppLlm(LanguageModel):
         self._llama = llama_cpp.Llama(model_path=str(gguf), n_ctx=cfg.context_tokens, n_threads=cfg.threads,
                                       n_threads_batch=cfg.threads, verbose=False)
         self._lock = threading.Lock()  # a llama context serves one generation at a time
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-        self._is_eog = llama_cpp.llama_vocab_is_eog
-        eos, bos = self._llama.token_eos(), self._llama.token_bos()
-        self._format = Jinja2ChatFormatter(   # the GGUF's chat template, as create_chat_completion uses it
-            template=self._llama.metadata["tokenizer.chat_template"],
-            eos_token=self._llama._model.token_get_text(eos) if eos != -1 else "",
-            bos_token=self._llama._model.token_get_text(bos) if bos != -1 else "", stop_token_ids=[eos])
 
-    def stream(self, messages: list[Message], cancel: threading.Event | None = None, after: str = "") -> Iterator[str]:
-        """llama.cpp's own chat completion, written out so that a reply can stop and go on: the draw of
-        the i-th token is seeded with i (not one random stream per call), so going on ``after`` the
-        reply's start (prompt + those tokens re-fed: llama.cpp's prefix cache still holds them unless
-        another conversation used the model since) draws what one uninterrupted run would have."""
-        ll = self._llama
+    def stream(self, messages: list[Message], cancel: threading.Event | None = None) -> Iterator[str]:
         with self._lock:
-            prompt = self._format(messages=messages)
-            ids = ll.tokenize(prompt.prompt.encode(), add_bos=not prompt.added_special, special=True)
-            written = ll.tokenize(after.encode(), add_bos=False, special=False) if after else []
-            ids += written
-            # The prefix cache: keep the evaluated tokens this prompt starts with (not its last: its logits are needed).
-            keep = 0
-            for a, b in zip(ll._input_ids[:ll.n_tokens], ids[:-1]):
-                if a != b:
-                    break
-                keep += 1
-            ll.n_tokens = keep
-            # The last token alone, as every generated token is: logits computed one way (a batch's rounding
-            # differs), so a reply written again from the cache draws the same tokens as the first time.
-            ll.eval(ids[keep:-1])
-            ll.eval(ids[-1:])
-            recent = written[-PENALTY_LAST_N:]
-            text = codecs.getincrementaldecoder("utf-8")(errors="ignore")
-            for i in range(len(written), self.cfg.max_tokens):
+            chunks = self._llama.create_chat_completion(messages=messages, stream=True, max_tokens=self.cfg.max_tokens,
+                                                        temperature=self.cfg.temperature, seed=0)
+            for chunk in chunks:
                 if cancel is not None and cancel.is_set():
+                    chunks.close()
                     return
-                token = self._sampler(i, recent).sample(ll._ctx, -1)
-                if self._is_eog(ll._model.vocab, token):
-                    return
-                recent = (recent + [token])[-PENALTY_LAST_N:]
-                piece = text.decode(ll.detokenize([token], special=False))
+                piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
                     yield piece
-                ll.eval([token])
-
-    def _sampler(self, i: int, recent: list[int]):
-        """create_chat_completion's sampler chain (its defaults), its draw seeded with the token's index."""
-        from llama_cpp import _internals
-        chain = _internals.LlamaSampler()
-        chain.add_penalties(n_vocab=self._llama.n_vocab(), penalty_last_n=PENALTY_LAST_N, penalty_repeat=1.1,
-                            penalty_freq=0.0, penalty_present=0.0)
-        for token in recent:
-            chain.accept(token)
-        if self.cfg.temperature <= 0:
-            chain.add_greedy()
-            return chain
-        chain.add_top_k(40)
-        chain.add_typical(1.0, 1)
-        chain.add_top_p(0.95, 1)
-        chain.add_min_p(0.05, 1)
-        chain.add_temp(self.cfg.temperature)
-        chain.add_dist(i)
-        return chain
 
 
 class OpenAiLlm(LanguageModel):

@@ -81,21 +81,17 @@ class _ScriptedStream:
 class ScriptedLlm:
     """Yields a fixed reply word by word; ``gate`` (a threading.Event) holds it back until the test says."""
 
-    repeatable = True
-
     def __init__(self, reply: str = "Hi. Nice to meet you.", fail: bool = False, gate=None) -> None:
         self.reply, self.fail, self.gate, self.calls = reply, fail, gate, []
 
-    def stream(self, messages, cancel=None, after=""):
+    def stream(self, messages, cancel=None):
         self.calls.append(messages)
         if self.gate is not None:
             self.gate.wait(10)
         if self.fail:
             raise RuntimeError("model exploded")
-        assert self.reply.startswith(after), "going on after words it did not write"
         words = self.reply.split(" ")
-        done = len(after.split(" ")) if after else 0
-        for i, word in enumerate(words[done:], done):
+        for i, word in enumerate(words):
             if cancel is not None and cancel.is_set():
                 return
             yield word if i == 0 else " " + word
