@@ -31,8 +31,8 @@ def pooled_wer(stt) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["whisper-tiny", "whisper-base"])
-def test_whisper_wer(backend):
+@pytest.mark.parametrize("backend", ["whisper-tiny"])   # whisper-base (the bench's scorer, 12 s here) is checked by
+def test_whisper_wer(backend):                          # tests/test_bench_metrics.py on FDB's own outputs
     assert pooled_wer(load_stt(SttConfig(backend=backend))) <= BOUNDS[backend]
 
 
