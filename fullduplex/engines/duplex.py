@@ -139,14 +139,13 @@ class DuplexConversation(TalkingConversation):
             self.emit(f"vad.{edge.kind}", self.user.id if self.user else None, t=edge.t)
             if edge.kind == "speech_start":
                 self._on_user_speech(edge.t, t)
-            elif self._faint is not None and self._faint.active:
+            elif self._faint_active:
                 self._faint.ended = edge.t
                 self.emit("overlap.ignored", None, t=edge.t, onset=round(self._faint.onset, 3))
-        faint = self._faint is not None and self._faint.active
-        if faint and not self._faint.heard_out and not self._too_faint(self._faint.since):
+        if self._faint_active and not self._faint.heard_out and not self._too_faint(self._faint.since):
             onset, self._faint = self._faint.onset, None
             self._on_user_speech(onset, t)     # it grew loud: the user after all
-        elif self.segmenter.in_speech and not faint and (self.reply is None or not self.reply.playing):
+        elif self.segmenter.in_speech and not self._faint_active and (self.reply is None or not self.reply.playing):
             self.user_level.add(db)            # the user's own turns: the agent is silent
         self._tail.append(user_frame)
         self.ear.push(user_frame)
@@ -206,6 +205,11 @@ class DuplexConversation(TalkingConversation):
             self._drop_draft()
         self.user.asked = self.user.answered = False
         self.user.pause = self._pause_schedule()
+
+    @property
+    def _faint_active(self) -> bool:
+        """The speech going on now is one judged too quiet to be the user."""
+        return self._faint is not None and self._faint.active
 
     def _level_since(self, since: float) -> float:
         """The level of the audio since ``since``: the 90th percentile of its frames (its loud part)."""
@@ -373,7 +377,7 @@ class DuplexConversation(TalkingConversation):
             self.ear.close()
             self.user = None
         self.reply = None
-        if self.user is None and self.segmenter.in_speech and not (self._faint and self._faint.active):  # spoke over us
+        if self.user is None and self.segmenter.in_speech and not self._faint_active:   # spoke over us
             self._new_user_turn(t, t)
 
     # -- talking over the agent ----------------------------------------------------------------------
