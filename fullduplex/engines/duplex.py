@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..audio.frames import SAMPLE_RATE, seconds
+from ..audio.frames import SAMPLE_RATE, rms_dbfs, seconds
 from ..config import Config
 from ..turn.floor import FloorRule, PauseSchedule
 from .backchannels import BackchannelPicker
 from .ear import Ear
-from .floor_policy import BackchannelTiming, EndOfTurn, UserLevel, claims_the_floor, level_db, same_request
+from .floor_policy import BackchannelTiming, EndOfTurn, UserLevel, claims_the_floor, same_request
 from .stack import ModelStack
 from .talker import PREROLL_S, TalkingConversation, ThinkDone
 from .voice import Piece
@@ -133,7 +133,7 @@ class DuplexConversation(TalkingConversation):
     # -- the audio path ------------------------------------------------------------------------------
     def step(self, user_frame: np.ndarray, t: float) -> np.ndarray:
         t_end = t + seconds(len(user_frame))
-        db = level_db(user_frame)
+        db = rms_dbfs(user_frame)
         self._levels.append((t, db))
         for edge in self.segmenter.push(self.vad.push(user_frame)):
             self.emit(f"vad.{edge.kind}", self.user.id if self.user else None, t=edge.t)

@@ -52,11 +52,6 @@ def claims_the_floor(text: str) -> bool:
             or bool(words) and words[0] in _QUESTION_OPENERS)
 
 
-def level_db(frame: np.ndarray) -> float:
-    """A frame's level in dBFS (RMS; -180 for digital silence)."""
-    return float(20 * np.log10(np.sqrt(np.mean(np.square(frame, dtype=np.float64))) + 1e-9)) if len(frame) else -180.0
-
-
 class UserLevel:
     """How loud the user speaks in this call: the 90th percentile of the frame levels of their speech
     while the agent is silent (their own turns: the microphone hears no agent there, whatever the echo
