@@ -46,7 +46,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from fullduplex.audio.frames import SAMPLE_RATE  # noqa: E402
 from fullduplex.audio.resample import resample  # noqa: E402
 from fullduplex.server import protocol  # noqa: E402
-from fullduplex.server.client import OPUS_FRAME, converse, first_sound  # noqa: E402
+from fullduplex.errors import UserError  # noqa: E402
+from fullduplex.server.client import OPUS_FRAME, converse, first_sound, wait_for_handshake  # noqa: E402
 from fullduplex.server.protocol import Kind  # noqa: E402
 from fullduplex.testing import clips  # noqa: E402
 from server_load import level, speech_end, summarise  # noqa: E402  the same definition of 'held'
@@ -117,15 +118,12 @@ async def probed(url: str, audio: np.ndarray) -> dict:
     errors: list[str] = []
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect(url, max_msg_size=8 * 1024 * 1024) as ws:
-            while True:    # the handshake
-                msg = await ws.receive(timeout=60)
-                if msg.type != aiohttp.WSMsgType.BINARY:
-                    return {"rtts": [], "lost": 0, "errors": [f"closed before the handshake ({ws.close_code})"]}
-                kind, payload = protocol.parse_server(msg.data)
-                if kind == Kind.ERROR:
-                    return {"rtts": [], "lost": 0, "errors": [payload.decode("utf-8", "replace")]}
-                if kind == Kind.HANDSHAKE:
-                    break
+            try:
+                refused = await wait_for_handshake(ws, url, 60)
+            except UserError as e:
+                refused = str(e)
+            if refused is not None:
+                return {"rtts": [], "lost": 0, "errors": [refused]}
             t0 = time.monotonic()
 
             async def receive() -> None:

@@ -57,6 +57,20 @@ def _url_with(url: str, token: str | None) -> str:
     return url + ("&" if "?" in url else "?") + urlencode({"token": token})
 
 
+async def wait_for_handshake(ws, url: str, timeout_s: float) -> str | None:
+    """Read until the server's 0x00 handshake (None), or the text of the 0x05 error it sent instead
+    ("busy", a bad token, ...). Closed before either: a UserError naming ``url``."""
+    while True:
+        msg = await ws.receive(timeout=timeout_s)
+        if msg.type != aiohttp.WSMsgType.BINARY:
+            raise UserError(f"{url}: closed before the handshake ({ws.close_code})")
+        kind, payload = protocol.parse_server(msg.data)
+        if kind == Kind.ERROR:
+            return payload.decode("utf-8", "replace")
+        if kind == Kind.HANDSHAKE:
+            return None
+
+
 async def converse(url: str, audio: np.ndarray, *, frame_ms: int = 20, tail_s: float = 0.0, token: str | None = None,
                    headers: dict[str, str] | None = None, handshake_timeout_s: float = 60.0,
                    linger_s: float = 0.3, split: int | None = None) -> RemoteRun:
@@ -89,18 +103,12 @@ async def converse(url: str, audio: np.ndarray, *, frame_ms: int = 20, tail_s: f
             async with http.ws_connect(_url_with(url, token), headers=headers, max_msg_size=8 * 1024 * 1024,
                                        autoping=True) as ws:
                 # -- the handshake: the server is ready ----------------------------------------------
-                while True:
-                    msg = await ws.receive(timeout=handshake_timeout_s)
-                    if msg.type != aiohttp.WSMsgType.BINARY:
-                        raise UserError(f"{url}: closed before the handshake ({ws.close_code})")
-                    kind, payload = protocol.parse_server(msg.data)
-                    if kind == Kind.ERROR:
-                        run.errors.append(payload.decode("utf-8", "replace"))
-                        await ws.receive(timeout=5)   # the close that follows
-                        run.close_code = ws.close_code
-                        return run
-                    if kind == Kind.HANDSHAKE:
-                        break
+                refused = await wait_for_handshake(ws, url, handshake_timeout_s)
+                if refused is not None:
+                    run.errors.append(refused)
+                    await ws.receive(timeout=5)   # the close that follows
+                    run.close_code = ws.close_code
+                    return run
                 t0 = time.monotonic()
                 run.handshake_s = t0 - t_connect
 
