@@ -40,17 +40,12 @@ class VadConfig:
 class SttConfig:
     backend: str = "moonshine"     # "moonshine" (tiny-en, streaming) | "whisper-tiny" | "whisper-base"
     threads: int = 1               # CPU threads for Whisper (CTranslate2); two cores are shared by every model
-    stream: str = "segments"       # how a turn is recognised while it goes on. "segments": each stretch between the
-                                   # pauses where the agent asks for the words is transcribed when asked, and its words
-                                   # kept; the next ask transcribes only what came after (SegmentStream). "native":
-                                   # Moonshine's own stream, which re-transcribes its whole open line at every refresh
-                                   # and runs a VAD of its own (issue 17: stt 0.16 CPU-s/s of conversation)
-    segment_min_s: float = 2.0     # a stretch shorter than this is not kept on its own: the next ask transcribes it
-                                   # again with what follows, so the recogniser never judges one word without context
-    partial_interval_s: float = 0.0  # seconds of audio between unasked partial transcripts (0: only when asked, at
-                                     # pauses). Native stream: Moonshine re-transcribes the whole open line each time
-                                     # and skips a refresh with < 0.5 s of new audio (it ran with 0.6 s); segments:
-                                     # only the open stretch. Nothing decides on them; they show the words sooner
+    partial_interval_s: float = 0.6  # seconds of audio between unasked refreshes of a streaming recogniser's partial
+                                     # transcript (0: only when asked). Moonshine re-transcribes the whole open line each
+                                     # time and skips a refresh with < 0.5 s of new audio, so 0.3 s ran every 0.6 s anyway.
+                                     # Rarer is cheaper (1.0 s: stt 0.16 -> 0.10 CPU-s/s) but the words asked for at a
+                                     # pause then come later (a full transcription, not the last refresh): the monologue
+                                     # test's backchannel in a 0.29 s pause was missed (issue 17)
     single_thread: bool = True     # Moonshine's ONNX runtime computes on the calling thread only. Its own pool (two more
                                    # threads) spins: it cost as much CPU again as the caller and was slower, not faster,
                                    # on a busy 2-core box (measured: 0.33 -> 0.21 CPU-s per s of audio, issue 17)

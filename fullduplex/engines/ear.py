@@ -5,11 +5,10 @@ user's audio continuously, including while the agent speaks: listening never pau
 100 ms batches through a bounded queue to the ear's own thread; if the thread falls behind and the
 queue is full, a batch is dropped and counted (an event, once per turn) rather than letting latency grow.
 
-Results come back through ``poll()``: the answer to ``refresh()``, asked at each pause ("what has
-the user said up to now?"; the stream transcribes only the stretch since the last pause it kept, see
-``models.stt.SttStream``), and unasked partials if ``SttConfig.partial_interval_s`` is set. A turn's
-stream is dropped, not finished, when the turn ends: its final transcript would be one more
-transcription that nothing reads.
+Results come back through ``poll()``: partial transcripts as the recogniser refreshes them
+(``SttConfig.partial_interval_s``), and the answer to ``refresh()`` (asked at a pause: "what has the
+user said up to now?"). A turn's stream is dropped, not finished, when the turn ends: its final
+transcript would be one more transcription of the open line that nothing reads.
 """
 
 from __future__ import annotations

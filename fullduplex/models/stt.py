@@ -1,14 +1,13 @@
 """Speech-to-text: one small interface, two backends.
 
 - ``transcribe(audio)``: a whole utterance, synchronous (faster-whisper's shape).
-- ``stream()``: an ``SttStream`` to ``push(audio)`` while the user talks, ``partial()`` for the words
-  so far (asked at each pause) and ``finish()`` for the final ones (LiveKit's one-stream-object-per-
-  model shape). Every backend gets the same stream: each stretch between pauses is transcribed when
-  the words are asked for and kept (``SttStream``). Moonshine's own stream (``SttConfig.stream =
-  "native"``) is the alternative that was measured against it.
+- ``stream()``: an ``SttStream`` to ``push(audio)`` while the user talks, returning partial
+  transcripts, and ``finish()`` for the final one (LiveKit's one-stream-object-per-model shape).
+  Backends that cannot stream (Whisper) get the stream wrapped automatically: it buffers and
+  transcribes at ``finish()``.
 
-Moonshine tiny-en is the default (~135 ms an utterance); Whisper tiny.en/base (CTranslate2) is the
-accurate option. Both load only from installed packages.
+Moonshine tiny-en is the default (streaming partials, ~135 ms an utterance); Whisper tiny.en/base
+(CTranslate2) is the accurate option. Both load only from installed packages.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio.frames import SAMPLE_RATE, rms_dbfs
+from ..audio.frames import SAMPLE_RATE
 from ..config import SttConfig
 from ..cputime import HelperThreads
 from ..errors import UserError
@@ -43,89 +42,40 @@ class Transcript:
     final: bool = True
 
 
-QUIET_S = 0.25     # a cut is kept where at least this much quiet follows the ask: a pause, not a stop consonant
-QUIET_DB = 25.0    # quiet: every 20 ms of it this far below the loud part (90th percentile) of the stretch before
-
-
-def _quiet(after: np.ndarray, before: np.ndarray) -> bool:
-    window = SAMPLE_RATE // 50
-    levels = [rms_dbfs(before[i:i + window]) for i in range(0, len(before) - window + 1, window)]
-    loudest = max(rms_dbfs(after[i:i + window]) for i in range(0, len(after) - window + 1, window))
-    return bool(levels) and loudest < float(np.percentile(levels, 90)) - QUIET_DB
-
-
 class SttStream:
-    """A turn recognised stretch by stretch: no stretch of audio is transcribed more than a few times.
+    """Buffering stream for backends without native streaming: partials are not available."""
 
-    The ear asks for the words at each pause of the user's turn (``partial()``). An ask transcribes the
-    audio since the last kept cut and adds the words kept before it. The place of each ask is a
-    candidate cut: at the next ask, if the audio after it was quiet for ``QUIET_S`` (a real pause, where
-    no word is cut in two) and the stretch before it is at least ``min_segment_s`` long (one word alone
-    is a guess), the words up to it are kept and later asks transcribe only what follows. Unasked
-    partials (every ``partial_every_s`` of audio) keep nothing. Works for any backend with ``transcribe()``.
-    """
-
-    def __init__(self, stt: "SpeechToText", min_segment_s: float = 2.0, partial_every_s: float = 0.0) -> None:
+    def __init__(self, stt: "SpeechToText") -> None:
         self._stt = stt
-        self._min = int(min_segment_s * SAMPLE_RATE)
-        self._every = int(partial_every_s * SAMPLE_RATE) if partial_every_s > 0 else 0
         self._chunks: list[np.ndarray] = []
-        self._since_partial = 0
-        self._kept, self._cut = "", 0        # the words up to the last kept cut, and where it is (samples)
-        self._candidate: tuple[int, str] | None = None   # the last ask: its place and the words up to it
 
     def push(self, audio: np.ndarray) -> Transcript | None:
         self._chunks.append(np.asarray(audio, dtype=np.float32))
-        self._since_partial += len(audio)
-        if self._every and self._since_partial >= self._every:
-            self._since_partial = 0
-            return Transcript(self._words(self._audio()), final=False)
         return None
 
     def partial(self) -> Transcript:
-        """The words of everything pushed so far (asked at a pause)."""
-        audio = self._audio()
-        self._keep_cut(audio)
-        text = self._words(audio)
-        self._candidate = (len(audio), text)
-        return Transcript(text, final=False)
+        """The transcript of everything pushed so far, now (a full pass for non-streaming backends)."""
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+        return Transcript(self._stt.transcribe(audio).text, final=False)
 
     def finish(self) -> Transcript:
-        return Transcript(self._words(self._audio()))
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+        return self._stt.transcribe(audio)
 
     def close(self) -> None:
         """Drop the stream without a final transcript (nobody needs it: no transcription is run)."""
         self._chunks = []
 
-    def _audio(self) -> np.ndarray:
-        if len(self._chunks) > 1:
-            self._chunks = [np.concatenate(self._chunks)]
-        return self._chunks[0] if self._chunks else np.zeros(0, np.float32)
-
-    def _keep_cut(self, audio: np.ndarray) -> None:
-        if self._candidate is None:
-            return
-        (at, text), self._candidate = self._candidate, None
-        after = audio[at:at + int(QUIET_S * SAMPLE_RATE)]
-        if at - self._cut >= self._min and len(after) == int(QUIET_S * SAMPLE_RATE) and _quiet(after, audio[self._cut:at]):
-            self._kept, self._cut = text, at
-
-    def _words(self, audio: np.ndarray) -> str:
-        self._since_partial = 0
-        rest = audio[self._cut:]
-        return _tidy(f"{self._kept} {self._stt.transcribe(rest).text if len(rest) else ''}")
-
 
 class SpeechToText:
     name = "stt"
     streaming = False
-    cfg = SttConfig()
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         raise NotImplementedError
 
     def stream(self) -> SttStream:
-        return SttStream(self, self.cfg.segment_min_s, self.cfg.partial_interval_s)
+        return SttStream(self)
 
 
 def _tidy(text: str) -> str:
@@ -139,7 +89,6 @@ class MoonshineStt(SpeechToText):
     def __init__(self, cfg: SttConfig) -> None:
         transcriber = require("moonshine_voice.transcriber", "moonshine-voice==0.0.73", "Moonshine speech-to-text")
         api = require("moonshine_voice.moonshine_api", "moonshine-voice==0.0.73", "Moonshine speech-to-text")
-        self._error = require("moonshine_voice.errors", "moonshine-voice==0.0.73", "Moonshine speech-to-text").MoonshineError
         model_dir = package_dir("moonshine_voice", "moonshine-voice==0.0.73", "Moonshine speech-to-text") / "assets" / "tiny-en"
         if not (model_dir / "encoder_model.ort").exists():
             raise UserError(f"Moonshine's tiny-en model is missing from {model_dir}: reinstall moonshine-voice==0.0.73")
@@ -158,12 +107,7 @@ class MoonshineStt(SpeechToText):
         if len(audio) == 0:
             return Transcript("")
         with self._lock, self._helpers.charged("stt"):
-            try:
-                result = self._transcriber.transcribe_without_streaming(np.asarray(audio, np.float32).tolist(), SAMPLE_RATE)
-            except self._error:
-                if len(audio) >= SAMPLE_RATE:
-                    raise
-                return Transcript("")   # libmoonshine fails on some sounds of a few frames ("invalid input shape")
+            result = self._transcriber.transcribe_without_streaming(np.asarray(audio, np.float32).tolist(), SAMPLE_RATE)
         return Transcript(_tidy(" ".join(line.text for line in result.lines)))
 
     @property
@@ -171,8 +115,8 @@ class MoonshineStt(SpeechToText):
         """Seconds of audio between unasked refreshes of a stream's partial transcript (inf: only when asked)."""
         return self.cfg.partial_interval_s if self.cfg.partial_interval_s > 0 else math.inf
 
-    def stream(self) -> SttStream:
-        return MoonshineStream(self) if self.cfg.stream == "native" else super().stream()
+    def stream(self) -> "MoonshineStream":
+        return MoonshineStream(self)
 
 
 class MoonshineStream(SttStream):
@@ -248,7 +192,6 @@ class WhisperStt(SpeechToText):
         else:
             raise UserError(f"unknown Whisper size {size!r}; choose one of {', '.join(WHISPER_SIZES)}")
         self.name = f"whisper-{WHISPER_SIZES[size]}"
-        self.cfg = cfg
         self._model = fw.WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=cfg.threads)
         self._lock = threading.Lock()
 
@@ -266,8 +209,6 @@ class WhisperStt(SpeechToText):
 
 
 def load_stt(cfg: SttConfig) -> SpeechToText:
-    if cfg.stream not in ("segments", "native"):
-        raise UserError(f"unknown recognition stream {cfg.stream!r}; choose segments or native (Moonshine only)")
     if cfg.backend == "moonshine":
         return MoonshineStt(cfg)
     if cfg.backend in WHISPER_SIZES:
