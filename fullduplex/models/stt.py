@@ -89,6 +89,7 @@ class MoonshineStt(SpeechToText):
     def __init__(self, cfg: SttConfig) -> None:
         transcriber = require("moonshine_voice.transcriber", "moonshine-voice==0.0.73", "Moonshine speech-to-text")
         api = require("moonshine_voice.moonshine_api", "moonshine-voice==0.0.73", "Moonshine speech-to-text")
+        self._error = require("moonshine_voice.errors", "moonshine-voice==0.0.73", "Moonshine speech-to-text").MoonshineError
         model_dir = package_dir("moonshine_voice", "moonshine-voice==0.0.73", "Moonshine speech-to-text") / "assets" / "tiny-en"
         if not (model_dir / "encoder_model.ort").exists():
             raise UserError(f"Moonshine's tiny-en model is missing from {model_dir}: reinstall moonshine-voice==0.0.73")
@@ -107,7 +108,12 @@ class MoonshineStt(SpeechToText):
         if len(audio) == 0:
             return Transcript("")
         with self._lock, self._helpers.charged("stt"):
-            result = self._transcriber.transcribe_without_streaming(np.asarray(audio, np.float32).tolist(), SAMPLE_RATE)
+            try:
+                result = self._transcriber.transcribe_without_streaming(np.asarray(audio, np.float32).tolist(), SAMPLE_RATE)
+            except self._error:
+                if len(audio) >= SAMPLE_RATE:
+                    raise
+                return Transcript("")   # libmoonshine fails on some sounds of a few frames ("invalid input shape")
         return Transcript(_tidy(" ".join(line.text for line in result.lines)))
 
     @property
