@@ -53,6 +53,24 @@ def test_holds_through_a_pause_after_and():
     assert all(e.t > 3.4 for e in discarded)
 
 
+def test_a_dropped_draft_cost_one_piece_of_speech_and_the_reply_says_every_piece():
+    """Until the floor is taken a draft synthesises only its first piece (``draft_pieces``): the one
+    made in the pause the user went on from cost one piece of TTS; the one that took the floor says
+    every piece, in order (issue 17)."""
+    stack = ScriptedStack(spans=[(0.5, 2.5), (3.5, 4.5)], llm=ScriptedLlm("Sure. It opens at nine. Anything else?"))
+    stack.stt.text = "So I was thinking and"
+    actions = {4.0: lambda c: setattr(stack.stt, "text", "So I was thinking and maybe Tuesday?")}
+    _, ev, _ = drive(stack, 8.0, actions)
+    first, second = [e.t for e in kinds(ev, "draft.start")]
+    assert first < 3.5 < second, "a draft in each pause"
+    synthesised = [(e.t, e.data["index"]) for e in kinds(ev, "tts.piece")]
+    assert [i for t, i in synthesised if t < 3.5] == [0], "the dropped draft: its first piece only"
+    assert [i for t, i in synthesised if t > 3.5] == [0, 1, 2]
+    assert [e.data["text"] for e in kinds(ev, "playback.piece")] == ["Sure.", "It opens at nine.", "Anything else?"]
+    (end,) = kinds(ev, "playback.end")
+    assert end.data["text"] == "Sure. It opens at nine. Anything else?"
+
+
 def test_backchannels_during_a_monologue_without_taking_the_floor():
     spans = [(0.3 + 3 * k, 3.0 + 3 * k) for k in range(5)]    # 15 s of talk, 0.3 s pauses
     stack = ScriptedStack(spans=spans)

@@ -32,6 +32,7 @@ decisions and moves audio. When to take the floor is ``turn/floor.py``'s ``Floor
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -91,6 +92,8 @@ class Reply:
     held: list | None = None        # set aside while the user talks over us
     yield_t: float = 0.0
     drafted_from: str = ""          # the transcript the LLM answered (user_text until a draft is kept)
+    floor: threading.Event = field(default_factory=threading.Event)   # set when it is ours to speak: until then a
+                                    # draft synthesises only its first ``draft_pieces`` (TalkingConversation.generate)
 
 
 class DuplexConversation(TalkingConversation):
@@ -274,6 +277,8 @@ class DuplexConversation(TalkingConversation):
         if not self._draft_fits(user, t):
             self._start_draft(user, t)
         self.reply, self.draft = self.draft, None
+        self.reply.floor.set()    # the rest of its text may be spoken now
+        self._say_waiting(self.reply)
         self.playback.resume([[p_.audio, p_, 0] for p_ in self._held_draft])  # what the draft already has
         self._held_draft = []
 
@@ -309,8 +314,9 @@ class DuplexConversation(TalkingConversation):
         self.draft = Reply(user.id, gen, user.text, drafted_from=user.text)
         self._held_draft: list[Piece] = []
         self.emit("draft.start", user.id, t=t, text=user.text, p_done=round(user.p_done, 3))
-        turn, text = user.id, user.text
-        self.think.submit(lambda cancel: self.generate(turn, gen, text, self.models.llm, cancel))
+        turn, text, floor = user.id, user.text, self.draft.floor
+        self.think.submit(lambda cancel: self.generate(turn, gen, text, self.models.llm, cancel, floor=floor,
+                                                       say_first=self.cfg.duplex.draft_pieces))
 
     def _drop_draft(self) -> None:
         self.think.cancel()
@@ -332,7 +338,18 @@ class DuplexConversation(TalkingConversation):
             for r in (self.reply, self.draft):
                 if r is not None and r.gen == result.gen:
                     r.done = result
+            if self.reply is not None and self.reply.gen == result.gen:
+                self._say_waiting(self.reply)   # a draft finished just as the floor was taken
         self.voice.collect(self._route)
+
+    def _say_waiting(self, reply: Reply) -> None:
+        """The floor is ours: the pieces the draft wrote and held back go to speech."""
+        done = reply.done
+        if done is not None and done.waiting:
+            reply.done = None      # more pieces are coming: the reply is not over
+            if not self.think.submit(lambda cancel: self.say_waiting(done, cancel)):
+                reply.done = ThinkDone(done.turn, done.gen, done.user_text, done.reply, done.pieces)
+                self.emit("error", reply.turn, where="think", message="no room to say the rest of the reply")
 
     def _route(self, piece: Piece) -> None:
         """A synthesised piece goes to playback, or is held: in a draft not yet spoken, or while yielded."""

@@ -27,6 +27,7 @@ class ThinkDone:
     user_text: str
     reply: str          # what the LLM wrote
     pieces: int         # how many pieces went to speech
+    waiting: tuple[str, ...] = ()   # pieces written but not yet said: a draft's, until the floor is taken
 
 
 class TalkingConversation(Conversation):
@@ -49,28 +50,48 @@ class TalkingConversation(Conversation):
                 {"role": "user", "content": user_text}]
 
     def generate(self, turn: int, gen: int, user_text: str, llm, cancel: threading.Event,
-                 event: str = "llm") -> ThinkDone:
-        """Stream ``llm``'s reply (think thread); pieces go to the voice as they complete."""
+                 event: str = "llm", floor: threading.Event | None = None, say_first: int = 0) -> ThinkDone:
+        """Stream ``llm``'s reply (think thread); pieces go to the voice as they complete.
+
+        A draft (``floor`` given, not yet set) has only its first ``say_first`` pieces synthesised: the
+        rest comes back as text (``ThinkDone.waiting``) for ``say_waiting`` once the floor is taken, so
+        a draft dropped because the user went on has cost one piece of speech, not the whole reply."""
         cutter = TextPieces(first_clause=self.first_clause)
         tokens: list[str] = []
         self._draft = tokens
-        pieces = 0
+        texts: list[str] = []      # the pieces cut so far
+        said = pieces = 0          # pieces handed to the voice / queued for synthesis
+
+        def say_ready() -> None:
+            nonlocal said, pieces
+            while said < len(texts) and (floor is None or floor.is_set() or said < say_first):
+                pieces += self.voice.say(turn, gen, pieces, texts[said])
+                said += 1
+
         for token in llm.stream(self.messages(user_text), cancel):
             if not tokens:
                 self.emit(f"{event}.first_token", turn)
             tokens.append(token)
             self.emit(f"{event}.token", turn, text=token)
             if self.streaming:
-                for text in cutter.push(token):
-                    pieces += self.voice.say(turn, gen, pieces, text)
+                texts += cutter.push(token)
+                say_ready()
         reply = "".join(tokens).strip()
         self.emit(f"{event}.done", turn, text=reply, tokens=len(tokens), gen=gen)
         if cancel.is_set():
             return ThinkDone(turn, gen, user_text, reply, pieces)
-        rest = cutter.flush() if self.streaming else ([reply] if reply else [])
-        for text in rest:
-            pieces += self.voice.say(turn, gen, pieces, text)
-        return ThinkDone(turn, gen, user_text, reply, pieces)
+        texts += cutter.flush() if self.streaming else ([reply] if reply else [])
+        say_ready()
+        return ThinkDone(turn, gen, user_text, reply, pieces, tuple(texts[said:]))
+
+    def say_waiting(self, done: ThinkDone, cancel: threading.Event) -> ThinkDone:
+        """Say the pieces a draft wrote and held back (think thread, once the floor is taken)."""
+        pieces = done.pieces
+        for text in done.waiting:
+            if cancel.is_set():
+                break
+            pieces += self.voice.say(done.turn, done.gen, pieces, text)
+        return ThinkDone(done.turn, done.gen, done.user_text, done.reply, pieces)
 
     def workers(self) -> list:
         return [self.think, self.voice.speak]
