@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 from fullduplex.config import (ASR_SYSTEM_PROMPT, DEFAULT_SYSTEM_PROMPT, PLAIN_SYSTEM_PROMPT,  # noqa: E402
                                LlmConfig)
 from fullduplex.engines.text_pieces import TextPieces  # noqa: E402
-from fullduplex.models.llm import EMBEDDED_GGUF, _gguf_path  # noqa: E402
+from fullduplex.models.llm import EMBEDDED_GGUF, _gguf_path, no_end_before  # noqa: E402
 
 PROMPTS = {"default": DEFAULT_SYSTEM_PROMPT, "asr": ASR_SYSTEM_PROMPT, "plain": PLAIN_SYSTEM_PROMPT}
 JUDGE_MODEL = "qwen2.5-coder-1.5b"
@@ -168,7 +168,8 @@ def reply(llm, cfg: LlmConfig, system: str, user: str) -> dict:
     t0 = time.perf_counter()
     stream = llm.create_chat_completion(messages=[{"role": "system", "content": system},
                                                   {"role": "user", "content": user}],
-                                        stream=True, max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=0)
+                                        stream=True, max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=0,
+                                        logits_processor=no_end_before(llm, cfg.min_tokens))
     for chunk in stream:
         choice = chunk["choices"][0]
         finish = choice.get("finish_reason") or finish

@@ -60,6 +60,8 @@ class LlmConfig:
     api_key: str = field(default_factory=lambda: os.environ.get("FULLDUPLEX_LLM_KEY", os.environ.get("OPENAI_API_KEY", "")), repr=False)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_tokens: int = 60           # a spoken turn, not an essay
+    min_tokens: int = 8            # the end of the reply is not allowed before this many tokens (llama.cpp only):
+                                   # a reply of <= 3 words is no turn to Full-Duplex-Bench ("I'm ready.")
     temperature: float = 0.3
     threads: int = 1               # llama.cpp with more threads stalls 10-45 s beside the ONNX models on 2 cores (measured here)
     context_tokens: int = 2048

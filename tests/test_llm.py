@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fullduplex.config import LlmConfig
+from fullduplex.config import DEFAULT_SYSTEM_PROMPT, LlmConfig
 from fullduplex.errors import EndpointUnreachable
 from fullduplex.models.llm import OpenAiLlm
 
@@ -31,6 +32,18 @@ def test_smollm2_cancel_stops_between_tokens(models):
         if len(pieces) == 3:
             cancel.set()
     assert len(pieces) == 3
+
+
+def test_a_reply_does_not_end_before_min_tokens(models, monkeypatch):
+    """SmolLM2 answers "Hello?" with one word; Full-Duplex-Bench does not count a reply of <= 3 words as a
+    turn, so the end of the reply is forbidden before ``min_tokens`` (issue 15)."""
+    hello = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": "Hello?"}]
+    monkeypatch.setattr(models.llm, "cfg", replace(models.llm.cfg, min_tokens=0))
+    short = list(models.llm.stream(hello))
+    monkeypatch.setattr(models.llm, "cfg", replace(models.llm.cfg, min_tokens=8))
+    longer = list(models.llm.stream(hello))
+    assert len("".join(short).split()) <= 3, short
+    assert len(longer) >= 8 and len("".join(longer).split()) >= 4, longer
 
 
 def test_unreachable_endpoint_is_a_clear_error():

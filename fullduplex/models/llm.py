@@ -59,6 +59,21 @@ def _gguf_path(backend: str) -> Path:
 EMBEDDED_GGUF = ("smollm2", *SPLIT_GGUF)
 
 
+def no_end_before(llama, n: int):
+    """llama.cpp logits processors that forbid the end-of-sequence token for a reply's first ``n`` tokens."""
+    if n <= 0:
+        return None
+    eos, prompt = llama.token_eos(), []
+
+    def processor(input_ids, scores):
+        if not prompt:
+            prompt.append(len(input_ids))   # the first call sees the prompt alone
+        if len(input_ids) - prompt[0] < n:
+            scores[eos] = -float("inf")
+        return scores
+    return [processor]
+
+
 class LlamaCppLlm(LanguageModel):
     def __init__(self, cfg: LlmConfig) -> None:
         # llama.cpp's OpenMP threads spin while waiting; passive waiting keeps them off the cores the
@@ -80,7 +95,8 @@ class LlamaCppLlm(LanguageModel):
     def stream(self, messages: list[Message], cancel: threading.Event | None = None) -> Iterator[str]:
         with self._lock:
             chunks = self._llama.create_chat_completion(messages=messages, stream=True, max_tokens=self.cfg.max_tokens,
-                                                        temperature=self.cfg.temperature, seed=0)
+                                                        temperature=self.cfg.temperature, seed=0,
+                                                        logits_processor=no_end_before(self._llama, self.cfg.min_tokens))
             for chunk in chunks:
                 if cancel is not None and cancel.is_set():
                     chunks.close()
