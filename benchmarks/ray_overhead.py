@@ -47,7 +47,7 @@ from fullduplex.audio.frames import SAMPLE_RATE  # noqa: E402
 from fullduplex.audio.resample import resample  # noqa: E402
 from fullduplex.server import protocol  # noqa: E402
 from fullduplex.errors import UserError  # noqa: E402
-from fullduplex.server.client import OPUS_FRAME, converse, first_sound, wait_for_handshake  # noqa: E402
+from fullduplex.server.client import OPUS_FRAME, converse, first_sound, server_messages, wait_for_handshake  # noqa: E402
 from fullduplex.server.protocol import Kind  # noqa: E402
 from fullduplex.testing import clips  # noqa: E402
 from server_load import level, speech_end, summarise  # noqa: E402  the same definition of 'held'
@@ -127,10 +127,7 @@ async def probed(url: str, audio: np.ndarray) -> dict:
             t0 = time.monotonic()
 
             async def receive() -> None:
-                async for msg in ws:
-                    if msg.type != aiohttp.WSMsgType.BINARY:
-                        continue
-                    kind, payload = protocol.parse_server(msg.data)
+                async for kind, payload in server_messages(ws):
                     if kind == Kind.METADATA:
                         obj = json.loads(payload)
                         if obj.get("kind") == "client.metadata":

@@ -71,6 +71,13 @@ async def wait_for_handshake(ws, url: str, timeout_s: float) -> str | None:
             return None
 
 
+async def server_messages(ws):
+    """The server's messages on ``ws``, parsed: ``(kind, payload)`` for each binary one, until it closes."""
+    async for msg in ws:
+        if msg.type == aiohttp.WSMsgType.BINARY:
+            yield protocol.parse_server(msg.data)
+
+
 async def converse(url: str, audio: np.ndarray, *, frame_ms: int = 20, tail_s: float = 0.0, token: str | None = None,
                    headers: dict[str, str] | None = None, handshake_timeout_s: float = 60.0,
                    linger_s: float = 0.3, split: int | None = None) -> RemoteRun:
@@ -114,10 +121,7 @@ async def converse(url: str, audio: np.ndarray, *, frame_ms: int = 20, tail_s: f
 
                 async def receive() -> None:
                     nonlocal write_pos, out
-                    async for msg in ws:
-                        if msg.type != aiohttp.WSMsgType.BINARY:
-                            continue
-                        kind, payload = protocol.parse_server(msg.data)
+                    async for kind, payload in server_messages(ws):
                         if kind == Kind.AUDIO:
                             pcm = reader.append_bytes(payload)
                             if pcm.size == 0:
