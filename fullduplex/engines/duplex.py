@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -348,7 +348,7 @@ class DuplexConversation(TalkingConversation):
         if done is not None and done.waiting:
             reply.done = None      # more pieces are coming: the reply is not over
             if not self.think.submit(lambda cancel: self.say_waiting(done, cancel)):
-                reply.done = ThinkDone(done.turn, done.gen, done.user_text, done.reply, done.pieces)
+                reply.done = replace(done, waiting=())   # what was said stands; the rest is lost
                 self.emit("error", reply.turn, where="think", message="no room to say the rest of the reply")
 
     def _route(self, piece: Piece) -> None:

@@ -9,7 +9,7 @@ complete (or the whole reply at the end, for the sequential baseline).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..models.vad import SpeechSegmenter
 from .base import Agent, Conversation
@@ -91,7 +91,7 @@ class TalkingConversation(Conversation):
             if cancel.is_set():
                 break
             pieces += self.voice.say(done.turn, done.gen, pieces, text)
-        return ThinkDone(done.turn, done.gen, done.user_text, done.reply, pieces)
+        return replace(done, pieces=pieces, waiting=())
 
     def workers(self) -> list:
         return [self.think, self.voice.speak]
