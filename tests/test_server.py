@@ -41,6 +41,13 @@ AGENT = "sequential"          # small, fast, real: VAD -> Moonshine -> SmolLM2 -
 CLIP = "ljspeech-LJ002-0020"  # "In eighteen thirteen", 1.5 s
 
 
+def kept_the_clock(stats: dict) -> bool:
+    """The frame driver kept real time. A driver that fell behind (a queued burst, inference on the audio
+    path) makes most frames late; a loaded 2-core CI machine makes a few late (4 of 171 seen, 2.3 %), so the
+    bound is loose: how late frames get under load is measured by benchmarks/server_load.py, not here."""
+    return stats["late_frames"] <= 0.1 * stats["frames"]
+
+
 def speech(tail_s: float) -> np.ndarray:
     return np.concatenate([read_clip(f"{CLIP}.wav"), np.zeros(int(tail_s * SAMPLE_RATE), np.float32)])
 
@@ -171,7 +178,7 @@ def test_conversation_over_opus(models):
     assert session["agent"] == AGENT and session["sample_rate"] == 24000
     stats = [m for m in run.metadata if m["type"] == "stats"][-1]
     assert stats["dropped_input_frames"] == 0 and stats["dropped_output_frames"] == 0 and stats["skipped_frames"] == 0
-    assert stats["late_frames"] <= 0.02 * stats["frames"], "real time (a late frame or two on a busy machine)"
+    assert kept_the_clock(stats), "real time (a few late frames on a busy machine)"
     assert status["active"] == 0 and status["served"] == 1
 
 
@@ -202,7 +209,7 @@ def test_sessions_up_to_the_limit_then_busy(models):
     assert status["refused_busy"] == 1 and status["served"] == 2 and status["active"] == 0
     assert status["capacity"]["limit"] == "derived" and status["capacity"]["measured_s"] > 10
     for held in status["recent"]:
-        assert held["skipped_frames"] == 0 and held["late_frames"] <= 0.02 * held["frames"], "kept the frame clock"
+        assert held["skipped_frames"] == 0 and kept_the_clock(held), "kept the frame clock"
         assert {"opus", "vad", "stt", "llm", "tts", "step"} <= set(held["cpu_by_model"]), held["cpu_by_model"]
 
 
@@ -353,9 +360,7 @@ def test_too_fast_and_too_slow_clients_are_paced_not_queued(models):
     assert fast["dropped_input_frames"] > 50 and fast["max_input_s"] < 0.5, "the burst was dropped, not queued"
     assert slow["underrun_frames"] > 30 and slow["dropped_input_frames"] == 0, "a slow client leaves gaps of silence"
     assert fast["state"]["closed"] is False and "segmenter" not in fast["state"], "each call's state, printable"
-    # the driver kept its clock: a queued burst would make most frames late; a loaded CI machine makes a few
-    # late (4 of 171 seen), so the bound is loose; how late frames are is measured by server_load.py
-    assert fast["late_frames"] <= 0.1 * fast["frames"] and slow["late_frames"] <= 0.1 * slow["frames"]
+    assert kept_the_clock(fast) and kept_the_clock(slow)
 
 
 def test_client_that_stops_reading_is_disconnected(models):
@@ -647,7 +652,7 @@ def test_talk_runs_the_agent_on_the_microphone(models, monkeypatch):
     sd = FakeSoundDevice(speech(tail_s=0.0))
     lines: list[str] = []
     counters = talk(AGENT, Config(), sd=sd, seconds_limit=5.5, show=lines.append)
-    assert counters["frames"] >= int(5.0 / 0.02) and counters["late_frames"] <= 5
+    assert counters["frames"] >= int(5.0 / 0.02) and kept_the_clock(counters)
     assert any(line.strip().startswith("you:") and "eighteen" in line.lower() for line in lines), lines
     assert any(line.strip().startswith("agent:") for line in lines), lines
     played = np.concatenate(sd.played)
