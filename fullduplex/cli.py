@@ -280,7 +280,14 @@ def _serve_on_ray(args: argparse.Namespace, cfg: Config, scfg, ready) -> None:
         from .server import ray_serve
     except ImportError as e:
         raise UserError(f"--ray needs Ray Serve: pip install 'fullduplex[ray]' ({e})") from None
-    plan = ray_serve.Plan(replicas=replicas, autoscale=autoscale, sessions=sessions, drain_s=args.drain_s, gpus=0)
+    try:
+        up_s, down_s = (float(v) for v in args.scale_delays.split(","))
+    except ValueError:
+        raise UserError(f"--scale-delays UP,DOWN in seconds, e.g. 5,60; not {args.scale_delays!r}") from None
+    if up_s < 0 or down_s < 0:
+        raise UserError(f"--scale-delays {args.scale_delays}: delays are 0 or more seconds")
+    plan = ray_serve.Plan(replicas=replicas, autoscale=autoscale, sessions=sessions, drain_s=args.drain_s,
+                          scale_delays_s=(up_s, down_s))
     print("starting Ray Serve" + (f" on the cluster at {args.address}" if args.address else " (a local Ray)")
           + (f": {replicas} replica(s)" if replicas else f": {autoscale[0]}-{autoscale[1]} replicas (autoscaled)")
           + f" of {sessions} session(s), each loading the models once ...", file=sys.stderr, flush=True)
@@ -348,6 +355,9 @@ def _add_server_commands(sub) -> None:
     r.add_argument("--address", default=None, metavar="ADDR",
                    help="join a running Ray cluster (e.g. auto, or HEAD_IP:6379 from `ray start --head`) instead of "
                         "starting a local Ray")
+    r.add_argument("--scale-delays", default="5,60", metavar="UP,DOWN",
+                   help="with --autoscale: seconds of higher load before a replica is added, of lower load before "
+                        "one is removed (default 5,60; Serve's own: 30,600)")
     r.add_argument("--drain-s", type=float, default=60.0, metavar="S",
                    help="a replica being scaled down keeps its live sessions for at most this long (default 60)")
     _add_model_options(s)

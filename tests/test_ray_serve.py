@@ -1,9 +1,9 @@
 """`fullduplex serve --ray`: the server as Ray Serve replicas (a local Ray, started once for this file).
 
 Two replicas of the sequential agent (real models: VAD -> Moonshine -> SmolLM2 -> Piper), two sessions
-each, on loopback. Clients start 0.4 s apart: Serve's router picks a replica on queue lengths it learns
-from the replicas' answers, so clients arriving within the same few milliseconds may be refused by a
-full replica while another has room (said in the README).
+each, on loopback. Four clients arrive at the same instant: Serve's router picks replicas on cached queue
+lengths, so some reach a full replica; the proxy's guard routes a 'busy' answer again, and every one of
+them gets a session.
 """
 
 import asyncio
@@ -96,13 +96,13 @@ async def staggered(url: str, clips: list[str], tail_s: float, gap_s: float = 0.
     return tasks
 
 
-def test_four_clients_spread_over_two_replicas_then_busy(cluster):
+def test_four_clients_at_once_spread_over_two_replicas_then_busy(cluster):
     clips = list(CLIPS) * 2
 
     async def scenario():
-        tasks = await staggered(cluster.url, clips, tail_s=5.5)
-        await asyncio.sleep(0.5)
-        during = await asyncio.to_thread(cluster.status)
+        tasks = await staggered(cluster.url, clips, tail_s=5.5, gap_s=0.0)
+        # every slot taken (replicas report once a second: the status may lag the sessions by that)
+        during = await asyncio.to_thread(cluster.wait, lambda s: s["active"] == 2 * SESSIONS, 3.0)
         extra = await converse(cluster.url, speech(clips[0], tail_s=0.0))
         return [await t for t in tasks], extra, during
     runs, extra, during = asyncio.run(scenario())
@@ -177,3 +177,55 @@ def test_a_killed_replica_ends_only_its_own_calls(cluster):
     status = cluster.wait(lambda s: s["replicas_lost"] >= 1)
     assert victim["replica"] in {r["replica"] for r in status["lost"]}
     assert status["served"] >= 6, "the lost replica's counts stay in the sums"
+
+
+def guard_run(answers: list[str]) -> tuple[list[dict], int]:
+    """The proxy's guard around a stand-in for Serve's routing: each try reaches the next replica of
+    ``answers`` ('busy': full; 'ok': a session that says hello and closes; 'dies': accepts, then vanishes)."""
+    from fullduplex.server import protocol
+    from fullduplex.server.ray_guard import LostReplicaGuard
+    tries = iter(answers)
+    to_client: list[dict] = []
+
+    async def routed(scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect", "every try sees the client's connect"
+        await send({"type": "websocket.accept"})
+        answer = next(tries)
+        if answer == "busy":
+            await send({"type": "websocket.send", "bytes": protocol.error("busy", "full")})
+            await send({"type": "websocket.close", "code": 1013})
+        elif answer == "ok":
+            await send({"type": "websocket.send", "bytes": protocol.handshake()})
+            await send({"type": "websocket.close", "code": 1000})
+
+    async def client_receive():
+        await asyncio.sleep(0)
+        return {"type": "websocket.connect"}
+
+    async def client_send(message):
+        to_client.append(message)
+
+    scope = {"type": "websocket", "path": "/api/chat"}
+    asyncio.run(LostReplicaGuard(routed)(scope, client_receive, client_send))
+    return to_client, len(answers) - sum(1 for _ in tries)
+
+
+def test_the_proxy_guard_routes_busy_again_and_says_a_lost_replica():
+    from fullduplex.server.ray_guard import RETRIES
+    sent, tried = guard_run(["busy", "busy", "ok"])
+    assert tried == 3 and [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+    assert sent[1]["bytes"][:1] == b"\x00" and sent[2]["code"] == 1000, "the client sees only the session that took it"
+    sent, tried = guard_run(["busy"] * (RETRIES + 2))
+    assert tried == RETRIES + 1 and sent[1]["bytes"].startswith(b"\x05busy:") and sent[2]["code"] == 1013
+    sent, _ = guard_run(["dies"])
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+    assert sent[1]["bytes"].startswith(b"\x05replica_lost:") and sent[2]["code"] == 1011
+
+
+def test_autoscaling_aims_below_the_replica_limit_with_our_delays():
+    plan = ray_serve.Plan(replicas=None, autoscale=(1, 4), sessions=4, drain_s=30.0, scale_delays_s=(5.0, 60.0))
+    opts = plan.deployment_options()
+    auto = opts["autoscaling_config"]
+    assert auto["target_ongoing_requests"] == 3.0 and opts["max_ongoing_requests"] == 8, "3/4 of K; room for 'busy'"
+    assert (auto["upscale_delay_s"], auto["downscale_delay_s"]) == (5.0, 60.0) and plan.most_sessions == 16
+    assert opts["graceful_shutdown_timeout_s"] == 30.0

@@ -80,11 +80,12 @@ async def server_messages(ws):
 
 async def converse(url: str, audio: np.ndarray, *, frame_ms: int = 20, tail_s: float = 0.0, token: str | None = None,
                    headers: dict[str, str] | None = None, handshake_timeout_s: float = 60.0,
-                   linger_s: float = 0.3, split: int | None = None) -> RemoteRun:
+                   linger_s: float = 0.3, split: int | None = None,
+                   hang_up: asyncio.Event | None = None) -> RemoteRun:
     """Stream ``audio`` (16 kHz mono float32) to ``url`` in real time, then ``tail_s`` of silence.
 
     ``split`` cuts every audio message into pieces of at most that many bytes (Ogg pages across
-    messages), as some clients send them.
+    messages), as some clients send them. ``hang_up``, once set, ends the call early (as a user would).
     """
     audio = np.concatenate([np.asarray(audio, np.float32), np.zeros(int(tail_s * SAMPLE_RATE), np.float32)])
     up = resample(audio, SAMPLE_RATE, protocol.SAMPLE_RATE)
@@ -165,8 +166,8 @@ async def converse(url: str, audio: np.ndarray, *, frame_ms: int = 20, tail_s: f
                         else:
                             run.max_send_lag_s = max(run.max_send_lag_s, -delay)
                             run.late_sends += int(-delay > frame_s)
-                        if receiver.done():
-                            break          # the server ended the session
+                        if receiver.done() or (hang_up is not None and hang_up.is_set()):
+                            break          # the server ended the session, or the user hung up
                         frame = up[i * n24:(i + 1) * n24]
                         if len(frame) < n24:
                             frame = np.concatenate([frame, np.zeros(n24 - len(frame), np.float32)])

@@ -10,9 +10,12 @@ plain server's ``serve_connection``: the same session, protocol, bounds and 'bus
 
 Capacity: Serve lets a replica hold ``K + headroom`` requests (``max_ongoing_requests``), so a client
 beyond a full cluster still reaches a replica, which answers it 'busy' (0x05, close 1013) itself;
-Serve's own queue limit (``max_queued_requests``, an HTTP 500 at the handshake) is not used. Autoscaling
-aims at 3/4 of ``K`` per replica. A replica that Serve scales down gets no new sessions and keeps its
-live ones for up to ``drain_s`` (``graceful_shutdown_timeout_s``), then it is stopped.
+Serve's own queue limit (``max_queued_requests``, an HTTP 500 at the handshake) is not used. The router
+sees a replica as full only at ``K + headroom``, so its picks can reach a full replica: the proxies' guard
+routes a 'busy' again (``ray_guard.py``), and ``PROXY_ENV`` turns off the router's preference for the
+proxy's own node. Autoscaling aims at 3/4 of ``K`` per replica. A replica that Serve scales down gets no
+new sessions and keeps its live ones for up to ``drain_s`` (``graceful_shutdown_timeout_s``), then it
+is stopped and the guard tells its remaining clients ('replica_lost').
 
 Faults: a replica that dies takes only its own sessions; the proxy's guard (``LostReplicaGuard``, an
 ASGI middleware in Serve's proxy) tells each of their clients (0x05 ``replica_lost``, close 1011), and
@@ -48,6 +51,13 @@ from .protocol import Close
 from .ray_guard import GUARD_ENV, GUARD_PATH
 
 APP_NAME = "fullduplex"
+# What each node's proxy needs (a cluster of your own: export them before `ray start`): the guard, and
+# no preference for a replica on the proxy's own node. Serve's router tries that replica first and sends
+# to it while it holds fewer than ``max_ongoing_requests`` (K + headroom), so a full replica on the
+# proxy's node answers 'busy' to every new client of that node while other nodes have room (measured:
+# 4 tries in a row on one full replica); a hop to another node costs a millisecond or two.
+PROXY_ENV = {GUARD_ENV: GUARD_PATH, "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0",
+             "RAY_SERVE_PROXY_PREFER_LOCAL_AZ_ROUTING": "0"}
 HEARTBEAT_S = 1.0        # each replica reports its state this often
 LOST_AFTER_S = 5.0       # a replica silent this long is counted lost (its counts kept in the sums)
 
@@ -128,8 +138,10 @@ async def _deny(websocket: WebSocket, status: int, text: str) -> None:
 QUIET = {"enable_access_log": False, "log_level": "WARNING"}
 
 
-@serve.deployment(name="status", num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000,
-                  logging_config=QUIET)
+# on the head node: it is never scaled away, and a worker node's count of replicas (which Serve reads to
+# pick the replica it removes) is then the chat replicas only
+@serve.deployment(name="status", num_replicas=1, max_ongoing_requests=1000, logging_config=QUIET,
+                  ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}})
 class StatusBoard:
     def __init__(self) -> None:
         self.reports: dict[str, tuple[float, dict]] = {}
@@ -263,7 +275,12 @@ class Plan(NamedTuple):
     autoscale: tuple[int, int] | None    # (min, max)
     sessions: int                        # K: sessions per replica
     drain_s: float                       # graceful_shutdown_timeout_s
-    gpus: float                          # per replica (Moshi on CUDA: 1)
+    gpus: float = 0.0                    # per replica (Moshi on CUDA: 1)
+    # Serve waits 30 s before adding a replica and 600 s before removing one; calls beyond the replicas
+    # are refused meanwhile, so up is quick (a replica's models take seconds to load anyway) and down
+    # waits a minute of lower load (a call is minutes long: a gap between calls is not a trend)
+    scale_delays_s: tuple[float, float] = (5.0, 60.0)
+    look_back_s: float = 10.0            # the load the autoscaler acts on: ongoing sessions, averaged this long
 
     @property
     def headroom(self) -> int:
@@ -279,8 +296,12 @@ class Plan(NamedTuple):
         }
         if self.autoscale:
             lo, hi = self.autoscale
+            up_s, down_s = self.scale_delays_s
             opts["autoscaling_config"] = {"min_replicas": lo, "max_replicas": hi, "initial_replicas": lo,
-                                          "target_ongoing_requests": 0.75 * self.sessions}
+                                          "target_ongoing_requests": 0.75 * self.sessions,
+                                          "upscale_delay_s": up_s, "downscale_delay_s": down_s,
+                                          "look_back_period_s": self.look_back_s,
+                                          "metrics_interval_s": min(2.0, self.look_back_s)}
         else:
             opts["num_replicas"] = self.replicas
         return opts
@@ -317,13 +338,17 @@ def start(address: str | None, scfg: ServerConfig) -> bool:
     Serve's HTTP proxy on the server's host and port with the lost-replica guard. True when this process
     started Ray itself."""
     ours = not address and not ray.is_initialized()
-    os.environ.setdefault(GUARD_ENV, GUARD_PATH)    # inherited by the local Ray this starts (its proxy)
+    for name, value in PROXY_ENV.items():           # inherited by the local Ray this starts (its proxies)
+        os.environ.setdefault(name, value)
     if not ray.is_initialized():
         try:
             ray.init(address=address or None, namespace=APP_NAME, include_dashboard=False,
                      logging_level="warning", log_to_driver=True)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise UserError(f"--address {address}: cannot join the Ray cluster ({e})") from None
+            auth = "" if os.environ.get("RAY_AUTH_MODE") == "token" else (
+                "; a cluster from `ray start` (Ray >= 2.59) may ask for its token: export RAY_AUTH_MODE=token here, "
+                "with the token of `ray get-auth-token` on the head in ~/.ray/auth_token")
+            raise UserError(f"--address {address}: cannot join the Ray cluster ({e}){auth}") from None
     serve.start(http_options={"host": scfg.host, "port": scfg.port}, logging_config=QUIET)
     return ours
 
