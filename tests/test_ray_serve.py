@@ -22,7 +22,7 @@ import soundfile as sf
 from fullduplex.audio.frames import SAMPLE_RATE, rms_dbfs
 from fullduplex.bench.runner import run_bench
 from fullduplex.config import Config
-from fullduplex.server.client import converse
+from fullduplex.server.client import converse, run_remote
 from fullduplex.server.config import ServerConfig
 
 from .conftest import read_clip
@@ -178,6 +178,30 @@ def test_a_killed_replica_ends_only_its_own_calls(cluster):
     assert victim["replica"] in {r["replica"] for r in status["lost"]}
     assert status["served"] >= 6, "the lost replica's counts stay in the sums"
 
+
+def test_moshi_replicas_run_one_batch_and_ask_for_a_gpu_only_on_cuda(cluster, tmp_path):
+    """`serve --ray --agent moshi` (tiny random checkpoint, CPU): the replica's sessions are slots of its one
+    Moshi batch, and a replica asks Ray for a GPU only when Moshi runs on CUDA. The last test on the
+    cluster: it replaces the sequential application (two CPUs hold two replicas, not three)."""
+    from fullduplex.models.moshi import make_tiny
+
+    from .test_moshi import _need_moshi, moshi_cfg, user_audio
+    _need_moshi()
+    cfg = moshi_cfg(make_tiny(tmp_path / "tiny", seed=0), slots=2)
+    assert ray_serve.gpus_per_replica("moshi", cfg) == 0.0
+    assert ray_serve.gpus_per_replica("moshi", cfg.with_(moshi={"device": "cuda"})) == 1.0
+    assert ray_serve.gpus_per_replica("sequential", cfg.with_(moshi={"device": "cuda"})) == 0.0
+    ray_serve.serve.delete(ray_serve.APP_NAME)
+    plan = ray_serve.Plan(replicas=1, autoscale=None, sessions=2, drain_s=2.0)
+    ray_serve.serve.run(ray_serve.build_app("moshi", cfg, ServerConfig(port=cluster.port), plan),
+                        name=ray_serve.APP_NAME, route_prefix="/")
+    ready = cluster.wait(lambda s: s.get("agent") == "moshi" and s["replicas"] == 1, 30.0)
+    assert ready["max_sessions"] == 2, "K sessions = the batch's slots"
+    run = run_remote(cluster.url, user_audio(2.0))
+    assert not run.errors and run.close_code == 1000, run.errors
+    assert run.received_audio_s > 1.5 and run.agent_text, "the batch stepped the call: Moshi's audio and text"
+    status = cluster.wait(lambda s: s["served"] == 1 and s["active"] == 0, 10.0)
+    assert status["served"] == 1 and status["failed"] == 0
 
 def guard_run(answers: list[str]) -> tuple[list[dict], int]:
     """The proxy's guard around a stand-in for Serve's routing: each try reaches the next replica of
