@@ -71,6 +71,23 @@ def test_a_dropped_draft_cost_one_piece_of_speech_and_the_reply_says_every_piece
     assert end.data["text"] == "Sure. It opens at nine. Anything else?"
 
 
+def test_a_draft_stops_the_llm_after_its_first_piece_and_goes_on_at_the_floor():
+    """With an LLM that can continue a reply (the embedded one), a draft's LLM also stops at its first
+    piece: the draft the user went on from wrote two words, not the reply; the one that took the floor
+    goes on from its words, and every piece is said once, in order (issue 17)."""
+    llm = ScriptedLlm("Sure. It opens at nine. Anything else?", continues=True)
+    stack = ScriptedStack(spans=[(0.5, 2.5), (3.5, 4.5)], llm=llm)
+    stack.stt.text = "So I was thinking and"
+    actions = {4.0: lambda c: setattr(stack.stt, "text", "So I was thinking and maybe Tuesday?")}
+    _, ev, _ = drive(stack, 8.0, actions)
+    paused = kinds(ev, "llm.paused")
+    # "Sure." is a piece once the next word shows the sentence ended
+    assert [e.data["tokens"] for e in paused] == [2, 2], "each draft wrote its first piece and stopped"
+    (resumed,) = kinds(ev, "llm.resumed")
+    assert resumed.t > 4.5 and llm.said == ["", "", "Sure. It"], "the second draft went on from its words"
+    assert [e.data["text"] for e in kinds(ev, "playback.piece")] == ["Sure.", "It opens at nine.", "Anything else?"]
+    assert kinds(ev, "llm.done")[-1].data["text"] == "Sure. It opens at nine. Anything else?"
+
 def test_backchannels_during_a_monologue_without_taking_the_floor():
     spans = [(0.3 + 3 * k, 3.0 + 3 * k) for k in range(5)]    # 15 s of talk, 0.3 s pauses
     stack = ScriptedStack(spans=spans)

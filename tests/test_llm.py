@@ -11,7 +11,7 @@ import pytest
 
 from fullduplex.config import DEFAULT_SYSTEM_PROMPT, LlmConfig
 from fullduplex.errors import EndpointUnreachable
-from fullduplex.models.llm import OpenAiLlm
+from fullduplex.models.llm import OpenAiLlm, no_end_before
 
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": "What color is the sky on a clear day?"}]
@@ -44,6 +44,32 @@ def test_a_reply_does_not_end_before_min_tokens(models, monkeypatch):
     longer = list(models.llm.stream(hello))
     assert len("".join(short).split()) <= 3, short
     assert len(longer) >= 8 and len("".join(longer).split()) >= 4, longer
+
+
+def test_our_chat_prompt_is_llama_cpps_and_a_stopped_reply_goes_on_from_its_words(models, monkeypatch):
+    """The embedded model's prompt is rendered here (its GGUF chat template) so that a draft stopped
+    after its first clause can go on at the floor (issue 17): decoding greedily from an empty cache, the
+    same reply as llama-cpp-python's own chat completion; and the first tokens + what follows them = the
+    reply never stopped, as far as greedy decoding on a cached context keeps it."""
+    llm = models.llm
+    assert llm.can_continue
+    monkeypatch.setattr(llm, "cfg", replace(llm.cfg, temperature=0.0))
+    llm._llama.reset()     # the same evaluation from the start: logits equal to the last bit
+    ours = "".join(llm.stream(MESSAGES))
+    llm._llama.reset()
+    theirs = "".join(c["choices"][0]["delta"].get("content") or "" for c in llm._llama.create_chat_completion(
+        messages=MESSAGES, stream=True, max_tokens=llm.cfg.max_tokens, temperature=0.0, seed=0,
+        logits_processor=no_end_before(llm._llama, llm.cfg.min_tokens)))
+    assert ours == theirs
+    llm._llama.reset()
+    stream = llm.stream(MESSAGES)
+    first = "".join(next(stream) for _ in range(5))
+    stream.close()
+    rest = "".join(llm.stream(MESSAGES, said=first))
+    # the same words where it stopped (the cached context gives logits a rounding apart from one
+    # evaluation in a row: greedy choices between near-equal words may part later in the reply)
+    assert (first + rest)[:100] == ours[:100], (first, rest, ours)
+    assert len(llm._llama.tokenize((first + rest).encode(), add_bos=False)) <= llm.cfg.max_tokens + 2
 
 
 def test_unreachable_endpoint_is_a_clear_error():

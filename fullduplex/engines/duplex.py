@@ -345,10 +345,10 @@ class DuplexConversation(TalkingConversation):
     def _say_waiting(self, reply: Reply) -> None:
         """The floor is ours: the pieces the draft wrote and held back go to speech."""
         done = reply.done
-        if done is not None and done.waiting:
+        if done is not None and (done.waiting or done.rest is not None):
             reply.done = None      # more pieces are coming: the reply is not over
             if not self.think.submit(lambda cancel: self.say_waiting(done, cancel)):
-                reply.done = replace(done, waiting=())   # what was said stands; the rest is lost
+                reply.done = replace(done, waiting=(), rest=None)   # what was said stands; the rest is lost
                 self.emit("error", reply.turn, where="think", message="no room to say the rest of the reply")
 
     def _route(self, piece: Piece) -> None:

@@ -21,6 +21,18 @@ PREROLL_S = 0.3      # audio kept before the VAD's speech start: onsets are soft
 
 
 @dataclass
+class Written:
+    """A reply as far as the LLM has written it: its tokens, the pieces cut from them, how many of those
+    went to speech. A draft stopped after its first pieces keeps this until the floor is taken."""
+    llm: object
+    cutter: TextPieces
+    tokens: list[str]
+    texts: list[str]
+    said: int = 0       # pieces handed to the voice
+    pieces: int = 0     # pieces queued for synthesis (a piece may be split in several)
+
+
+@dataclass
 class ThinkDone:
     turn: int
     gen: int
@@ -28,6 +40,7 @@ class ThinkDone:
     reply: str          # what the LLM wrote
     pieces: int         # how many pieces went to speech
     waiting: tuple[str, ...] = ()   # pieces written but not yet said: a draft's, until the floor is taken
+    rest: Written | None = None     # a draft's LLM stopped after its first pieces: it goes on at the floor
 
 
 class TalkingConversation(Conversation):
@@ -50,42 +63,61 @@ class TalkingConversation(Conversation):
                 {"role": "user", "content": user_text}]
 
     def generate(self, turn: int, gen: int, user_text: str, llm, cancel: threading.Event,
-                 event: str = "llm", floor: threading.Event | None = None, say_first: int = 0) -> ThinkDone:
+                 event: str = "llm", floor: threading.Event | None = None, say_first: int = 0,
+                 written: Written | None = None) -> ThinkDone:
         """Stream ``llm``'s reply (think thread); pieces go to the voice as they complete.
 
-        A draft (``floor`` given, not yet set) has only its first ``say_first`` pieces synthesised: the
-        rest comes back as text (``ThinkDone.waiting``) for ``say_waiting`` once the floor is taken, so
-        a draft dropped because the user went on has cost one piece of speech, not the whole reply."""
-        cutter = TextPieces(first_clause=self.first_clause)
-        tokens: list[str] = []
-        self._draft = tokens
-        texts: list[str] = []      # the pieces cut so far
-        said = pieces = 0          # pieces handed to the voice / queued for synthesis
+        A draft (``floor`` given, not yet set) has only its first ``say_first`` pieces synthesised. An
+        LLM that can continue a reply (``can_continue``) stops there too: the draft comes back with
+        ``rest`` (what it wrote), which ``say_waiting`` continues once the floor is taken; so a draft
+        dropped because the user went on has cost one piece of text and speech, not the whole reply.
+        Other LLMs write the whole reply and the pieces not yet said come back as text (``waiting``).
+        ``written``: go on from such a stopped draft."""
+        w = written or Written(llm, TextPieces(first_clause=self.first_clause), [], [])
+        self._draft = w.tokens
+        stop_early = (floor is not None and say_first > 0 and self.streaming and getattr(llm, "can_continue", False))
 
         def say_ready() -> None:
-            nonlocal said, pieces
-            while said < len(texts) and (floor is None or floor.is_set() or said < say_first):
-                pieces += self.voice.say(turn, gen, pieces, texts[said])
-                said += 1
+            while w.said < len(w.texts) and (floor is None or floor.is_set() or w.said < say_first):
+                w.pieces += self.voice.say(turn, gen, w.pieces, w.texts[w.said])
+                w.said += 1
 
-        for token in llm.stream(self.messages(user_text), cancel):
-            if not tokens:
-                self.emit(f"{event}.first_token", turn)
-            tokens.append(token)
-            self.emit(f"{event}.token", turn, text=token)
-            if self.streaming:
-                texts += cutter.push(token)
-                say_ready()
-        reply = "".join(tokens).strip()
-        self.emit(f"{event}.done", turn, text=reply, tokens=len(tokens), gen=gen)
+        stopped = False
+        stream = llm.stream(self.messages(user_text), cancel, said="".join(w.tokens)) if w.tokens else \
+            llm.stream(self.messages(user_text), cancel)
+        try:
+            for token in stream:
+                if not w.tokens:
+                    self.emit(f"{event}.first_token", turn)
+                w.tokens.append(token)
+                self.emit(f"{event}.token", turn, text=token)
+                if self.streaming:
+                    w.texts += w.cutter.push(token)
+                    say_ready()
+                if stop_early and len(w.texts) >= say_first and not floor.is_set():
+                    stopped = True
+                    break
+        finally:
+            stream.close()
+        reply = "".join(w.tokens).strip()
+        if stopped:
+            self.emit(f"{event}.paused", turn, tokens=len(w.tokens), gen=gen)
+            return ThinkDone(turn, gen, user_text, reply, w.pieces, rest=w)
+        self.emit(f"{event}.done", turn, text=reply, tokens=len(w.tokens), gen=gen)
         if cancel.is_set():
-            return ThinkDone(turn, gen, user_text, reply, pieces)
-        texts += cutter.flush() if self.streaming else ([reply] if reply else [])
+            return ThinkDone(turn, gen, user_text, reply, w.pieces)
+        w.texts += w.cutter.flush() if self.streaming else ([reply] if reply else [])
         say_ready()
-        return ThinkDone(turn, gen, user_text, reply, pieces, tuple(texts[said:]))
+        return ThinkDone(turn, gen, user_text, reply, w.pieces, tuple(w.texts[w.said:]))
 
     def say_waiting(self, done: ThinkDone, cancel: threading.Event) -> ThinkDone:
-        """Say the pieces a draft wrote and held back (think thread, once the floor is taken)."""
+        """Say what a draft held back (think thread, once the floor is taken): the pieces it wrote, or,
+        where its LLM stopped, the rest of the reply, written now from where it stopped."""
+        if done.rest is not None:
+            if cancel.is_set():
+                return replace(done, rest=None)
+            self.emit("llm.resumed", done.turn, tokens=len(done.rest.tokens), gen=done.gen)
+            return self.generate(done.turn, done.gen, done.user_text, done.rest.llm, cancel, written=done.rest)
         pieces = done.pieces
         for text in done.waiting:
             if cancel.is_set():

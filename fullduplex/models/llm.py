@@ -24,8 +24,12 @@ Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
 class LanguageModel:
     name = "llm"
+    can_continue = False    # stream(..., said=...) goes on from a reply it was stopped in
 
-    def stream(self, messages: list[Message], cancel: threading.Event | None = None) -> Iterator[str]:
+    def stream(self, messages: list[Message], cancel: threading.Event | None = None, said: str = "") -> Iterator[str]:
+        """The reply to ``messages``, piece by piece. ``said``: the start of the reply, written earlier by
+        this model and stopped (a draft held at its first clause); the model goes on from it (only where
+        ``can_continue``), yielding what follows."""
         raise NotImplementedError
 
     def check(self) -> None:
@@ -91,19 +95,49 @@ class LlamaCppLlm(LanguageModel):
         self._llama = llama_cpp.Llama(model_path=str(gguf), n_ctx=cfg.context_tokens, n_threads=cfg.threads,
                                       n_threads_batch=cfg.threads, verbose=False)
         self._lock = threading.Lock()  # a llama context serves one generation at a time
+        self._chat = self._chat_template(llama_cpp)
+        self.can_continue = self._chat is not None
 
-    def stream(self, messages: list[Message], cancel: threading.Event | None = None) -> Iterator[str]:
+    def _chat_template(self, llama_cpp):
+        """The model's own chat template (GGUF metadata), as llama-cpp-python's chat completion renders
+        it; rendered here, the prompt can end inside the assistant's reply (see ``stream``). None: the
+        model has none (llama-cpp-python then guesses a format; such a reply cannot be continued)."""
+        template = self._llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        text = lambda token: (self._llama.detokenize([token], special=True).decode("utf-8", "replace")  # noqa: E731
+                              if token != -1 else "")
+        eos = self._llama.token_eos()
+        return llama_cpp.llama_chat_format.Jinja2ChatFormatter(
+            template=template, eos_token=text(eos), bos_token=text(self._llama.token_bos()), stop_token_ids=[eos])
+
+    def stream(self, messages: list[Message], cancel: threading.Event | None = None, said: str = "") -> Iterator[str]:
         with self._lock:
-            chunks = self._llama.create_chat_completion(messages=messages, stream=True, max_tokens=self.cfg.max_tokens,
-                                                        temperature=self.cfg.temperature, seed=0,
-                                                        logits_processor=no_end_before(self._llama, self.cfg.min_tokens))
-            for chunk in chunks:
-                if cancel is not None and cancel.is_set():
-                    chunks.close()
-                    return
-                piece = chunk["choices"][0]["delta"].get("content")
-                if piece:
-                    yield piece
+            if self._chat is None:
+                chunks = self._llama.create_chat_completion(
+                    messages=messages, stream=True, max_tokens=self.cfg.max_tokens, temperature=self.cfg.temperature,
+                    seed=0, logits_processor=no_end_before(self._llama, self.cfg.min_tokens))
+                text = lambda chunk: chunk["choices"][0]["delta"].get("content")  # noqa: E731
+            else:   # what create_chat_completion does, with the reply so far after the prompt
+                chat = self._chat(messages=messages)
+                prompt = self._llama.tokenize((chat.prompt + said).encode("utf-8"), add_bos=False, special=True)
+                # the cache of the context keeps the prompt and the tokens a stopped reply wrote: going
+                # on from them evaluates only what differs (a token or two where the text re-tokenizes)
+                written = len(self._llama.tokenize(said.encode("utf-8"), add_bos=False)) if said else 0
+                chunks = self._llama.create_completion(
+                    prompt, stream=True, max_tokens=max(1, self.cfg.max_tokens - written),
+                    temperature=self.cfg.temperature, seed=0, stop=chat.stop, stopping_criteria=chat.stopping_criteria,
+                    logits_processor=no_end_before(self._llama, self.cfg.min_tokens - written))
+                text = lambda chunk: chunk["choices"][0]["text"]  # noqa: E731
+            try:
+                for chunk in chunks:
+                    if cancel is not None and cancel.is_set():
+                        return
+                    piece = text(chunk)
+                    if piece:
+                        yield piece
+            finally:
+                chunks.close()
 
 
 class OpenAiLlm(LanguageModel):
@@ -139,7 +173,7 @@ class OpenAiLlm(LanguageModel):
         except (urllib.error.URLError, OSError) as e:
             raise self._unreachable(e) from None
 
-    def stream(self, messages: list[Message], cancel: threading.Event | None = None) -> Iterator[str]:
+    def stream(self, messages: list[Message], cancel: threading.Event | None = None, said: str = "") -> Iterator[str]:
         body = {"model": self.cfg.model, "messages": messages, "stream": True,
                 "max_tokens": self.cfg.max_tokens, "temperature": self.cfg.temperature}
         try:

@@ -79,22 +79,27 @@ class _ScriptedStream:
 
 
 class ScriptedLlm:
-    """Yields a fixed reply word by word; ``gate`` (a threading.Event) holds it back until the test says."""
+    """Yields a fixed reply word by word; ``gate`` (a threading.Event) holds it back until the test says.
+    ``continues``: it can go on from a reply it was stopped in (``said``), as the embedded model can."""
 
-    def __init__(self, reply: str = "Hi. Nice to meet you.", fail: bool = False, gate=None) -> None:
+    def __init__(self, reply: str = "Hi. Nice to meet you.", fail: bool = False, gate=None,
+                 continues: bool = False) -> None:
         self.reply, self.fail, self.gate, self.calls = reply, fail, gate, []
+        self.can_continue, self.said = continues, []
 
-    def stream(self, messages, cancel=None):
+    def stream(self, messages, cancel=None, said: str = ""):
         self.calls.append(messages)
+        self.said.append(said)
         if self.gate is not None:
             self.gate.wait(10)
         if self.fail:
             raise RuntimeError("model exploded")
-        words = self.reply.split(" ")
-        for i, word in enumerate(words):
+        words = [word if i == 0 else " " + word for i, word in enumerate(self.reply.split(" "))]
+        done = next(i for i in range(len(words) + 1) if "".join(words[:i]) == said)   # a word's boundary
+        for word in words[done:]:
             if cancel is not None and cancel.is_set():
                 return
-            yield word if i == 0 else " " + word
+            yield word
 
     def check(self):
         pass
