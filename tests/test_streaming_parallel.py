@@ -42,6 +42,14 @@ def test_first_clause_option():
     text = "Sure, I can help you with that today, and more. Bye."
     assert split_pieces(text, first_clause=True) == ["Sure, I can help you with that today,", "and more.", "Bye."]
     assert split_pieces("Sure, fine. Bye.", first_clause=True) == ["Sure, fine.", "Bye."], "too short a clause waits"
+    # a long first sentence with no clause boundary: cut before a phrase once 7 words precede it
+    long = "I can assist with everything from planning a wedding to providing advice. Anything else?"
+    assert split_pieces(long, first_clause=True) == ["I can assist with everything from planning a wedding",
+                                                     "to providing advice.", "Anything else?"]
+    assert split_pieces(long) == ["I can assist with everything from planning a wedding to providing advice.",
+                                  "Anything else?"], "only the first piece, only with first_clause"
+    assert split_pieces("I'm ready to assist you with your writing needs.", first_clause=True) == \
+        ["I'm ready to assist you with your writing needs."], "no phrase word after 7 words: one piece"
 
 
 class SlowTokens(ScriptedLlm):
