@@ -102,7 +102,7 @@ def test_four_clients_at_once_spread_over_two_replicas_then_busy(cluster):
     async def scenario():
         tasks = await staggered(cluster.url, clips, tail_s=5.5, gap_s=0.0)
         # every slot taken (replicas report once a second: the status may lag the sessions by that)
-        during = await asyncio.to_thread(cluster.wait, lambda s: s["active"] == 2 * SESSIONS, 3.0)
+        during = await asyncio.to_thread(cluster.wait, lambda s: s["active"] == 2 * SESSIONS, 5.0)
         extra = await converse(cluster.url, speech(clips[0], tail_s=0.0))
         return [await t for t in tasks], extra, during
     runs, extra, during = asyncio.run(scenario())
