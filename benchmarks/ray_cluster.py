@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,22 +39,18 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ["RAY_AUTH_MODE"] = "token"     # read when ray is imported: this process joins the cluster too
 
 from fullduplex.audio.frames import SAMPLE_RATE  # noqa: E402
 from fullduplex.server.client import converse  # noqa: E402
 from fullduplex.server.ray_serve import PROXY_ENV  # noqa: E402
 from fullduplex.testing import clips  # noqa: E402
+from ray_overhead import free_port  # noqa: E402
 
 RAY = str(Path(sys.executable).parent / "ray")
 K = 6                                   # sessions per replica: autoscaling aims at 0.75 K = 4.5 each
 CLIP = "ljspeech-LJ002-0020"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ray_env() -> dict:

@@ -88,6 +88,7 @@ def test_a_draft_stops_the_llm_after_its_first_piece_and_goes_on_at_the_floor():
     assert [e.data["text"] for e in kinds(ev, "playback.piece")] == ["Sure.", "It opens at nine.", "Anything else?"]
     assert kinds(ev, "llm.done")[-1].data["text"] == "Sure. It opens at nine. Anything else?"
 
+
 def test_backchannels_during_a_monologue_without_taking_the_floor():
     spans = [(0.3 + 3 * k, 3.0 + 3 * k) for k in range(5)]    # 15 s of talk, 0.3 s pauses
     stack = ScriptedStack(spans=spans)

@@ -203,6 +203,7 @@ def test_moshi_replicas_run_one_batch_and_ask_for_a_gpu_only_on_cuda(cluster, tm
     status = cluster.wait(lambda s: s["served"] == 1 and s["active"] == 0, 10.0)
     assert status["served"] == 1 and status["failed"] == 0
 
+
 def guard_run(answers: list[str]) -> tuple[list[dict], int]:
     """The proxy's guard around a stand-in for Serve's routing: each try reaches the next replica of
     ``answers`` ('busy': full; 'ok': a session that says hello and closes; 'dies': accepts, then vanishes)."""

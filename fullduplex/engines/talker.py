@@ -83,6 +83,7 @@ class TalkingConversation(Conversation):
                 w.said += 1
 
         stopped = False
+        # ``said`` only when going on from a stopped draft: LLMs that cannot continue take no such argument
         stream = llm.stream(self.messages(user_text), cancel, said="".join(w.tokens)) if w.tokens else \
             llm.stream(self.messages(user_text), cancel)
         try:

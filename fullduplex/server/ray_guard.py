@@ -30,7 +30,7 @@ from .protocol import Close, Kind
 GUARD_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 GUARD_PATH = "fullduplex.server.ray_guard.proxy_middlewares"
 RETRIES = 3                    # a 'busy' answer is routed again this many times before the client sees it
-BUSY = bytes([Kind.ERROR]) + b"busy:"
+BUSY = protocol.pack(Kind.ERROR, b"busy:")   # how a 'busy' answer starts
 
 
 class _Try:
