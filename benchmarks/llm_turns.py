@@ -35,7 +35,7 @@ from fullduplex.config import SttConfig  # noqa: E402
 from fullduplex.engines.talker import PREROLL_S  # noqa: E402
 from fullduplex.models.stt import load_stt  # noqa: E402
 from fullduplex.models.vad import CHUNK  # noqa: E402
-from fullduplex.turn.labels import vad_segments  # noqa: E402
+from fullduplex.models.vad import speech_spans  # noqa: E402
 
 TAIL_S = 0.3
 
@@ -63,7 +63,7 @@ def _cut(audio, start_s: float, end_s: float):
     """The span, from the VAD's first speech start less the agent's pre-roll (as the live recogniser
     gets it: Moonshine hears "You" in a leading silence)."""
     clip = audio[max(0, int(start_s * SAMPLE_RATE)):int(end_s * SAMPLE_RATE)]
-    spans = vad_segments(clip)
+    spans = speech_spans(clip)
     if spans:
         clip = clip[max(0, int((spans[0][0] - PREROLL_S) * SAMPLE_RATE)):]
     return clip

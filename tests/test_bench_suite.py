@@ -128,11 +128,11 @@ def test_pause_falls_on_low_energy_audio_between_speech(real_suite):
 def test_a_pause_scenario_holds_one_pause(real_suite):
     """FDB's TOR counts a turn anywhere in the output: an earlier, longer pause in the context would be
     scored in place of the labelled one."""
-    from fullduplex.bench.suite_real import _vad   # the segmenter the suite labels pauses with
+    from fullduplex.models.vad import speech_spans   # the segmenter the suite labels pauses with
     for s in load_suite(real_suite[1])[0]:
         if s.kind != "pause":
             continue
-        spans = _vad(read(s.input_path))
+        spans = speech_spans(read(s.input_path))
         gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:]) if b[0] <= s.span[0] + 0.05]
         assert all(g < 0.3 for g in gaps), f"{s.id}: pauses {gaps} before the labelled one at {s.span}"
 

@@ -78,10 +78,10 @@ def cluster(tmp_path_factory):
                             route_prefix="/")
         yield Cluster(scfg.port, record_dir)
     finally:
-        ray_serve.serve.delete(ray_serve.APP_NAME)
-        if ours:
-            ray_serve.serve.shutdown()
+        if ours:   # the local cluster goes with its replicas: a graceful delete first only waits for their drain
             ray.shutdown()
+        else:
+            ray_serve.serve.delete(ray_serve.APP_NAME)
 
 
 def session_of(run) -> str:

@@ -32,7 +32,6 @@ capped.
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +41,7 @@ import numpy as np
 
 from ..audio.frames import SAMPLE_RATE
 from ..audio.io import read_user_audio
-from ..config import VadConfig
-from ..models.vad import SileroVad, SpeechSegmenter
+from ..models.vad import speech_spans
 from ..turn.labels import same_recording
 from .draft import FADE_S, Draft, cut, n_samples, silence_s, ts
 
@@ -117,28 +115,6 @@ def _licence(name: str) -> str | None:
     return next((lic for prefix, lic in LICENCES.items() if name.startswith(prefix)), None)
 
 
-@functools.lru_cache(maxsize=1)
-def _silero() -> SileroVad:
-    """One model, reset per clip: building one costs ~75 ms, and a suite is ~70 clips."""
-    return SileroVad()
-
-
-def _vad(audio: np.ndarray) -> list[tuple[float, float]]:
-    vad = _silero()
-    vad.reset()
-    seg = SpeechSegmenter(VadConfig())
-    edges = seg.push(vad.push(audio))
-    spans, start = [], None
-    for e in edges:
-        if e.kind == "speech_start":
-            start = e.t
-        else:
-            spans.append((start, e.t))
-    if seg.in_speech:
-        spans.append((start, len(audio) / SAMPLE_RATE))
-    return spans
-
-
 def _rttm(path: Path) -> list[Seg]:
     segs = []
     for line in path.read_text().splitlines():
@@ -167,7 +143,7 @@ def _conversation(folder: Path, data: Path) -> Recording | None:
     if len(wavs) != 1 or len(rttms) != 1 or licence is None:
         return None
     audio, _ = read_user_audio(wavs[0])
-    speech = _vad(audio)
+    speech = speech_spans(audio)
     reference = _rttm(rttms[0])
     stms = sorted(folder.glob("*.stm"))
     if stms:
@@ -190,7 +166,7 @@ def _clip(wav: Path, data: Path) -> Recording | None:
     if licence is None:
         return None
     audio, _ = read_user_audio(wav)
-    speech = _vad(audio)
+    speech = speech_spans(audio)
     if not speech:
         return None
     segments, txt = wav.with_suffix(".segments.jsonl"), wav.with_suffix(".txt")
@@ -380,7 +356,7 @@ def _pauses(rec: Recording, skipped: list[str]) -> Iterator[Draft]:
             continue
         # Silero on the cut (no state from before it) can split quiet speech the whole-file pass did not:
         # an earlier pause in the context would be scored in place of the labelled one.
-        spans = _vad(audio)
+        spans = speech_spans(audio)
         earlier = [b[0] - a[1] for a, b in zip(spans, spans[1:]) if b[0] <= g0 - start + 0.05]
         if any(gap >= MIN_PAUSE_S for gap in earlier):
             skipped.append(f"{where}: VAD on the cut hears an earlier pause of {max(earlier):.2f} s")

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio.frames import SAMPLE_RATE as SR
 from ..errors import UserError
+from ..models.vad import speech_spans
 
 BACKCHANNEL_MAX_S = 1.0   # a listener's "mm-hm", "yeah", "right": people's backchannels are shorter than this
 RESUME_WITHIN_S = 1.0     # ... and the speaker goes on this soon after it (else the listener took the turn)
@@ -81,23 +81,6 @@ class PauseCounts:
 def read_audio(path: Path) -> np.ndarray:
     from ..audio.io import read_user_audio
     return read_user_audio(path)[0]
-
-
-def vad_segments(audio: np.ndarray) -> list[tuple[float, float]]:
-    from ..config import VadConfig
-    from ..models.vad import SileroVad, SpeechSegmenter
-    seg = SpeechSegmenter(VadConfig())
-    vad = SileroVad()
-    spans, start = [], None
-    for edge in seg.push(vad.push(audio)):
-        if edge.kind == "speech_start":
-            start = edge.t
-        elif start is not None:
-            spans.append((start, edge.t))
-            start = None
-    if start is not None:
-        spans.append((start, len(audio) / SR))
-    return spans
 
 
 def conversation_dirs(folder: Path) -> list[Path]:
@@ -218,7 +201,7 @@ def conversation_pauses(folder: Path, min_pause_s: float = 0.2,
             continue
         labels = read_rttm(sorted(conv.glob("*.rttm"))[0])
         audio[conv.name] = a
-        ps, c = label_pauses(labels, vad_segments(a), conv.name, min_pause_s)
+        ps, c = label_pauses(labels, speech_spans(a), conv.name, min_pause_s)
         pauses += ps
         counts.add(c)
     return pauses, audio

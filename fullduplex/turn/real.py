@@ -29,7 +29,8 @@ import numpy as np
 from ..audio.frames import SAMPLE_RATE
 from .features import SMART_TURN_AT_S, pause_signals
 from .gbm import GbmParams, Trees
-from .labels import Pause, PauseCounts, conversation_pauses, read_audio, vad_segments
+from ..models.vad import speech_spans
+from .labels import Pause, PauseCounts, conversation_pauses, read_audio
 
 SR = SAMPLE_RATE
 MONOLOGUE_FOLDS = 3
@@ -48,7 +49,7 @@ def monologue_pauses(shared: Path, min_pause_s: float = 0.2) -> RealSet:
     for wav in sorted((shared / "asr").glob("*.wav")):
         a = read_audio(wav)
         audio[wav.stem] = a
-        segs = vad_segments(a)
+        segs = speech_spans(a)
         for k in range(len(segs) - 1):
             gap = segs[k + 1][0] - segs[k][1]
             if gap >= min_pause_s:
