@@ -99,6 +99,8 @@ class DuplexConfig:
     draft_p: float = 0.0           # draft a reply in every pause: P at a real turn end's first decision is < 0.25 two
                                    # times in three, so waiting for P drafted late (dev bench: the decision -> audio
                                    # gap fell from 0.57 s to 0.28 s median); a draft is dropped if the user goes on
+    draft_p_busy: float = 0.5      # ... but while other conversations' requests hold the shared LLM (a loaded server), only
+                                   # from this P: a dropped draft spends the CPU their answers wait for (issue 17)
     draft_pieces: int = 1          # pieces of a draft synthesised before the floor is taken; the rest waits as text
                                    # and is spoken after the first (a dropped draft costs one piece of TTS; issue 17)
     bc_min_speech_s: float = 2.0   # backchannel: user speech since the turn began or the last backchannel

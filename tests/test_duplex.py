@@ -53,6 +53,29 @@ def test_holds_through_a_pause_after_and():
     assert all(e.t > 3.4 for e in discarded)
 
 
+def test_while_others_hold_the_llm_only_a_likely_turn_end_gets_a_draft():
+    """Issue 17: while other conversations' requests hold the shared LLM (``busy``), the pause after "and"
+    (P 0.1) gets no draft, whose CPU the others' answers wait for; the turn is still answered, drafted at
+    the floor. A complete question (P high) is drafted in its pause as before."""
+    def pause_after_and(busy):
+        stack = ScriptedStack(spans=[(0.5, 2.5), (3.5, 4.5)])
+        stack.llm.busy = busy
+        stack.stt.text = "So I was thinking and"
+        actions = {4.0: lambda c: setattr(stack.stt, "text", "So I was thinking and maybe Tuesday.")}
+        return drive(stack, 8.0, actions)[1]
+    for busy in (False, True):
+        ev = pause_after_and(busy)
+        in_pause = [e for e in kinds(ev, "draft.start") if 2.5 < e.t < 3.5]
+        assert bool(in_pause) != busy, (busy, [e.t for e in kinds(ev, "draft.start")])
+        (end,) = kinds(ev, "turn.end")
+        assert kinds(ev, "playback.start")[0].t >= end.t, "answered all the same"
+    stack = ScriptedStack(spans=[(0.5, 2.0)], llm=ScriptedLlm("It is three o'clock."))
+    stack.llm.busy = True
+    stack.stt.text = "What time is it?"
+    ev = drive(stack, 5.0)[1]
+    assert kinds(ev, "draft.start")[0].t < kinds(ev, "turn.end")[0].t, "a likely turn end is drafted"
+
+
 def test_a_dropped_draft_cost_one_piece_of_speech_and_the_reply_says_every_piece():
     """Until the floor is taken a draft synthesises only its first piece (``draft_pieces``): the one
     made in the pause the user went on from cost one piece of TTS; the one that took the floor says

@@ -258,7 +258,7 @@ class DuplexConversation(TalkingConversation):
         p = user.p_done
         if not (user.pause.ready and user.text):
             return   # decide only on the words up to this pause
-        if self.floor.draft(p) and not self._draft_fits(user, t):
+        if self.floor.draft(p) and not self._draft_fits(user, t) and self._worth_drafting(p):
             self._start_draft(user, t)
         if self.floor.take_floor(p, silence):
             self._take_floor(user, t, p, silence)
@@ -306,6 +306,13 @@ class DuplexConversation(TalkingConversation):
         # turns' context should hold what the user said, not an earlier guess of the recogniser.
         draft.user_text = user.text
         return True
+
+    def _worth_drafting(self, p: float) -> bool:
+        """A draft in every pause while the LLM is free; while other conversations' requests hold it (a
+        loaded server), only where the turn has likely ended: a dropped draft spends the CPU their answers
+        wait for. (While this conversation's own draft still runs, the LLM's business may be its own.)"""
+        busy = getattr(self.models.llm, "busy", False)    # an endpoint or a test fake: never waits
+        return p >= self.cfg.duplex.draft_p_busy or not (self.think.idle and busy)
 
     def _start_draft(self, user: UserTurn, t: float) -> None:
         if self.draft is not None:

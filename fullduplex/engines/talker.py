@@ -9,8 +9,10 @@ complete (or the whole reply at the end, for the sequential baseline).
 from __future__ import annotations
 
 import threading
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, replace
 
+from ..models.priority import speculative
 from ..models.vad import SpeechSegmenter
 from .base import Agent, Conversation
 from .text_pieces import TextPieces
@@ -77,16 +79,18 @@ class TalkingConversation(Conversation):
         self._draft = w.tokens
         stop_early = (floor is not None and say_first > 0 and self.streaming and getattr(llm, "can_continue", False))
 
+        draft_until = floor.is_set if floor is not None else None   # a draft waits behind others' answers
+
         def say_ready() -> None:
             while w.said < len(w.texts) and (floor is None or floor.is_set() or w.said < say_first):
-                w.pieces += self.voice.say(turn, gen, w.pieces, w.texts[w.said])
+                w.pieces += self.voice.say(turn, gen, w.pieces, w.texts[w.said], draft_until)
                 w.said += 1
 
         stopped = False
         # ``said`` only when going on from a stopped draft: LLMs that cannot continue take no such argument
         stream = llm.stream(self.messages(user_text), cancel, said="".join(w.tokens)) if w.tokens else \
             llm.stream(self.messages(user_text), cancel)
-        try:
+        with speculative(draft_until) if draft_until is not None else nullcontext(), closing(stream):
             for token in stream:
                 if not w.tokens:
                     self.emit(f"{event}.first_token", turn)
@@ -98,8 +102,6 @@ class TalkingConversation(Conversation):
                 if stop_early and len(w.texts) >= say_first and not floor.is_set():
                     stopped = True
                     break
-        finally:
-            stream.close()
         reply = "".join(w.tokens).strip()
         if stopped:
             self.emit(f"{event}.paused", turn, tokens=len(w.tokens), gen=gen)

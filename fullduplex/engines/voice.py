@@ -10,6 +10,7 @@ of an older generation is dropped wherever it is found (queued text is not even 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from ..audio.frames import seconds
 from ..cputime import CpuAccount
+from ..models.priority import speculative
 from .playback import Playback
 from .workers import JobFailed, Worker
 
@@ -47,19 +49,21 @@ class Voice:
         self.gen += 1
         return self.gen
 
-    def say(self, turn: int, gen: int, index: int, text: str) -> int:
-        """Queue one text piece for synthesis (worker threads only). Returns 1 if queued."""
+    def say(self, turn: int, gen: int, index: int, text: str, draft_until: Callable[[], bool] | None = None) -> int:
+        """Queue one text piece for synthesis (worker threads only). Returns 1 if queued. A draft's piece
+        (``draft_until``: whether its floor is taken) waits behind other conversations' answers at the TTS."""
         piece = Piece(turn, gen, index, text)
-        return int(self.speak.submit(lambda cancel: self._synthesize(piece), wait_s=30.0))
+        return int(self.speak.submit(lambda cancel: self._synthesize(piece, draft_until), wait_s=30.0))
 
-    def _synthesize(self, piece: Piece) -> Piece | None:
+    def _synthesize(self, piece: Piece, draft_until: Callable[[], bool] | None) -> Piece | None:
         if piece.gen != self.gen:
             return None  # superseded before we got to it: do not spend the CPU
         chunks = []
-        for chunk in self._tts.synthesize(piece.text):
-            if piece.index == 0 and not chunks:
-                self._emit("tts.first_audio", piece.turn)
-            chunks.append(chunk)
+        with speculative(draft_until) if draft_until is not None else nullcontext():
+            for chunk in self._tts.synthesize(piece.text):
+                if piece.index == 0 and not chunks:
+                    self._emit("tts.first_audio", piece.turn)
+                chunks.append(chunk)
         piece.audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         self._emit("tts.piece", piece.turn, index=piece.index, text=piece.text,
                    audio_s=round(seconds(len(piece.audio)), 3))

@@ -18,6 +18,7 @@ from typing import Iterator
 from ..config import LlmConfig
 from ..errors import EndpointUnreachable, UserError
 from .packages import joined_file, model_file, require
+from .priority import SharedModelLock
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
@@ -25,6 +26,7 @@ Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 class LanguageModel:
     name = "llm"
     can_continue = False    # stream(..., said=...) goes on from a reply it was stopped in
+    busy = False            # a request now would wait for another conversation's (one shared context)
 
     def stream(self, messages: list[Message], cancel: threading.Event | None = None, said: str = "") -> Iterator[str]:
         """The reply to ``messages``, piece by piece. ``said``: the start of the reply, written earlier by
@@ -94,9 +96,13 @@ class LlamaCppLlm(LanguageModel):
         self.cfg = cfg
         self._llama = llama_cpp.Llama(model_path=str(gguf), n_ctx=cfg.context_tokens, n_threads=cfg.threads,
                                       n_threads_batch=cfg.threads, verbose=False)
-        self._lock = threading.Lock()  # a llama context serves one generation at a time
+        self._lock = SharedModelLock()  # a llama context serves one generation at a time: answers first
         self._chat = self._chat_template(llama_cpp)
         self.can_continue = self._chat is not None
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.busy
 
     def _chat_template(self, llama_cpp):
         """The model's own chat template (GGUF metadata), as llama-cpp-python's chat completion renders

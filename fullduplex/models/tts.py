@@ -11,7 +11,6 @@ import io
 import json
 import shutil
 import subprocess
-import threading
 from typing import Iterator
 
 import numpy as np
@@ -22,6 +21,7 @@ from ..audio.resample import resample
 from ..config import TtsConfig
 from ..errors import UserError
 from .packages import model_file, require
+from .priority import SharedModelLock
 
 
 class TextToSpeech:
@@ -51,7 +51,7 @@ class PiperTts(TextToSpeech):
                                        espeak_data_dir=voice_mod.ESPEAK_DATA_DIR)
         self._syn = config_mod.SynthesisConfig(length_scale=cfg.length_scale)
         self.native_rate = config.sample_rate
-        self._lock = threading.Lock()
+        self._lock = SharedModelLock()   # one synthesis at a time: an answer's pieces before a draft's
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         if not text.strip():

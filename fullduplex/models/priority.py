@@ -1,0 +1,68 @@
+"""Who goes first at a model the conversations share (one llama.cpp context, one Piper session).
+
+A conversation whose user is waiting for the answer goes before one drafting a reply the user may never
+need; among equals, whoever asked first. The caller marks a draft's calls with ``speculative(until)``
+around them; ``until`` is asked again at every hand-over, so a draft's request waiting for the model
+becomes urgent the moment its conversation takes the floor. The model serialises itself with a
+``SharedModelLock``, whose ``busy`` tells a conversation that a new request would wait (issue 17: under
+load, a draft at an unlikely turn end is not worth the CPU).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+_never: Callable[[], bool] = lambda: False   # noqa: E731
+_always: Callable[[], bool] = lambda: True   # noqa: E731
+_URGENT: contextvars.ContextVar[Callable[[], bool]] = contextvars.ContextVar("fullduplex_urgent", default=_always)
+
+
+@contextmanager
+def speculative(until: Callable[[], bool] | None = None) -> Iterator[None]:
+    """Calls into shared models inside this block (this thread) wait behind urgent ones until ``until()``."""
+    token = _URGENT.set(until or _never)
+    try:
+        yield
+    finally:
+        _URGENT.reset(token)
+
+
+class SharedModelLock:
+    """A lock that hands the model to the first urgent waiter, else to the first waiter (arrival order)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held = False
+        self._waiting: list[tuple[int, Callable[[], bool]]] = []
+        self._arrivals = itertools.count()
+        self.overtaken = 0     # hand-overs where an urgent request went before an earlier speculative one
+
+    def __enter__(self) -> "SharedModelLock":
+        me = (next(self._arrivals), _URGENT.get())
+        with self._cond:
+            self._waiting.append(me)
+            while self._held or self._next() is not me:
+                self._cond.wait()
+            if self._waiting[0] is not me:
+                self.overtaken += 1
+            self._waiting.remove(me)
+            self._held = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+    def _next(self) -> tuple[int, Callable[[], bool]]:
+        return next((w for w in self._waiting if w[1]()), self._waiting[0])
+
+    @property
+    def busy(self) -> bool:
+        """Someone holds or waits for the model: a request now would wait."""
+        with self._cond:
+            return self._held or bool(self._waiting)

@@ -1,0 +1,69 @@
+"""Who goes first at a model the conversations share (issue 17): a user waiting for an answer before a
+draft, and among answers, the user who finished first."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from fullduplex.models.priority import SharedModelLock, speculative
+
+
+def contend(requests: list[tuple[str, object]], lock: SharedModelLock, hold_s: float = 0.05) -> list[str]:
+    """One holder, then ``requests`` (name, until: None for an answer) queue up in this order; the order in
+    which they get the model."""
+    served: list[str] = []
+    release = threading.Event()
+
+    def holder():
+        with lock:
+            release.wait(5)
+
+    def ask(name, until):
+        def run():
+            if until is None:
+                with lock:
+                    served.append(name)
+            else:
+                with speculative(until), lock:
+                    served.append(name)
+            time.sleep(hold_s / 10)
+        return threading.Thread(target=run)
+    first = threading.Thread(target=holder)
+    first.start()
+    while not lock.busy:
+        time.sleep(0.001)
+    threads = []
+    for name, until in requests:
+        threads.append(ask(name, until))
+        threads[-1].start()
+        time.sleep(hold_s)    # arrival order is the list's order
+    release.set()
+    for t in [first, *threads]:
+        t.join(5)
+    return served
+
+
+def test_answers_go_before_drafts_and_the_first_to_finish_is_served_first():
+    lock = SharedModelLock()
+    never = lambda: False   # noqa: E731
+    served = contend([("draft-a", never), ("answer-b", None), ("draft-c", never), ("answer-d", None)], lock)
+    assert served == ["answer-b", "answer-d", "draft-a", "draft-c"]
+    assert lock.overtaken == 2 and not lock.busy
+
+
+def test_a_waiting_draft_becomes_an_answer_when_its_floor_is_taken():
+    lock = SharedModelLock()
+    floor = threading.Event()
+    floor.set()   # taken while it waited: it now goes in its arrival order among the answers
+    served = contend([("draft-a", floor.is_set), ("answer-b", None)], lock)
+    assert served == ["draft-a", "answer-b"]
+
+
+def test_one_conversation_alone_is_never_held_back():
+    lock = SharedModelLock()
+    with speculative(), lock:
+        assert lock.busy
+    with lock:
+        pass
+    assert not lock.busy and lock.overtaken == 0
