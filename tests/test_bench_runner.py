@@ -12,6 +12,7 @@ import soundfile as sf
 from fullduplex.bench.report import report
 from fullduplex.bench.runner import effective_jobs, run_bench
 from fullduplex.cli import main
+from fullduplex.config import Config
 
 from .conftest import DATA
 
@@ -67,6 +68,22 @@ def test_run_resume_and_report(tmp_path, models, capsys):
     assert (out / "report.md").read_text().count("sequential") >= 1
     assert json.loads((out / "report.json").read_text())["summaries"]["real"]["sequential"]["n"] == 2
     assert (out / "plots" / "sequential" / "real__turn_taking__lj0020.png").stat().st_size > 5000
+
+
+def test_a_finished_run_is_kept_only_for_the_same_code_and_settings(tmp_path):
+    """``make demo`` twice after a change must not reprint the old numbers: run.json names what made it."""
+    from fullduplex.bench.runner import RUN_FILE, code_stamp, is_done, scenario_dir
+    from fullduplex.bench.scenarios import load_suite
+    suite = make_suite(tmp_path / "suite", tail_s=0.5)
+    scenario = load_suite(suite)[0][0]
+    stamp = code_stamp(Config())
+    assert stamp == code_stamp(Config()) and stamp != code_stamp(Config().with_(llm={"max_tokens": 61}))
+    folder = scenario_dir(tmp_path / "out", "duplex", scenario)
+    assert not is_done(tmp_path / "out", "duplex", scenario, stamp)
+    folder.mkdir(parents=True)
+    for marker, done in [({"code": stamp}, True), ({"code": "older"}, False), ({}, False), ("{\"co", False)]:
+        (folder / RUN_FILE).write_text(marker if isinstance(marker, str) else json.dumps(marker))
+        assert is_done(tmp_path / "out", "duplex", scenario, stamp) == done, marker
 
 
 def test_jobs_capped_by_cores(monkeypatch):

@@ -3,13 +3,16 @@
 Outputs, per agent and scenario, in FDB's layout: ``<out>/<agent>/<scenario id>/output.wav`` (the
 agent's channel, as long as ``input.wav``), ``timeline.jsonl`` and ``run.json`` (compute stats).
 ``run.json`` is written last, after the others are in place: it is the "finished" marker, so an
-interrupted run resumes where it stopped and never redoes or loses a finished scenario.
+interrupted run resumes where it stopped and never redoes or loses a finished scenario; it names the
+code and settings that made it (``code_stamp``), and one made by others is run again.
 
 Scenario inputs are fed exactly as given (no tail), as FDB does.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
@@ -57,8 +60,25 @@ def agent_folder(agent: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", agent.split("?")[0]).strip("-") if is_remote(agent) else agent
 
 
-def is_done(out_dir: Path, agent: str, scenario: Scenario) -> bool:
-    return (scenario_dir(out_dir, agent, scenario) / RUN_FILE).exists()
+@functools.lru_cache(maxsize=8)
+def code_stamp(cfg: Config) -> str:
+    """What a run was made with: a hash of this package's code and data (turn models, the demo suite's
+    labels) and of the configuration. A resumed run keeps a finished scenario only when its run.json
+    has the same stamp, so a second ``make demo`` after a change re-runs instead of reprinting."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha1(repr(cfg).encode())
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".json") and "__pycache__" not in path.parts and path.is_file():
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def is_done(out_dir: Path, agent: str, scenario: Scenario, stamp: str) -> bool:
+    path = scenario_dir(out_dir, agent, scenario) / RUN_FILE
+    try:
+        return json.loads(path.read_text()).get("code") == stamp
+    except (OSError, ValueError):
+        return False     # not run, or cut off while writing its marker
 
 
 def effective_jobs(requested: int, batched_on_gpu: bool = False) -> tuple[int, str | None]:
@@ -122,7 +142,7 @@ def held_out_turn_model(turn_models: Path | None, scenario: Scenario) -> str:
 
 
 def _run_one(agent: Agent | None, cfg: Config, agent_name: str, scenario: Scenario, out_dir: Path,
-             turn_model: str = "") -> dict:
+             turn_model: str = "", stamp: str = "") -> dict:
     audio, _ = read_user_audio(scenario.input_path)
     if agent is None:   # a ws:// agent: streamed to the server in real time over Opus, recorded as heard
         from ..server.client import run_scenario
@@ -139,7 +159,7 @@ def _run_one(agent: Agent | None, cfg: Config, agent_name: str, scenario: Scenar
              "step_p50_ms": round(result.step_percentile(50), 3), "step_p99_ms": round(result.step_percentile(99), 3),
              "late_frames": result.late_frames, "frames": len(result.step_ms),
              "queue_fill": round(result.queue_fill, 3), "jobs_refused": result.jobs_refused,
-             "turn_model": Path(turn_model).name if turn_model else "committed"}
+             "turn_model": Path(turn_model).name if turn_model else "committed", "code": stamp}
     write_text(folder / RUN_FILE, json.dumps(stats, indent=1))
     return stats
 
@@ -171,10 +191,13 @@ def run_bench(agents: list[str], suite_dir: str | Path, out_dir: str | Path, cfg
     out = Path(out_dir)
     _record_bench(out, Path(suite_dir), agents)
     run = BenchRun(out, agents, scenarios, errors)
-    todo = [(a, s) for a in agents for s in scenarios if not is_done(out, a, s)]
+    stamp = code_stamp(cfg)
+    todo = [(a, s) for a in agents for s in scenarios if not is_done(out, a, s, stamp)]
     run.skipped = len(agents) * len(scenarios) - len(todo)
-    if run.skipped:
-        log(f"resuming: {run.skipped} finished scenario run(s) kept, {len(todo)} to go")
+    stale = sum((scenario_dir(out, a, s) / RUN_FILE).exists() for a, s in todo)
+    if run.skipped or stale:
+        log(f"resuming: {run.skipped} finished scenario run(s) kept, {len(todo)} to go"
+            + (f" ({stale} made by other code or settings: run again)" if stale else ""))
     jobs, note = effective_jobs(jobs, moshi_on_gpu(agents, cfg))
     if "moshi" in agents and cfg.moshi.slots < jobs:   # the jobs' calls share one batch of (at least) jobs slots
         cfg = cfg.with_(moshi={"slots": jobs})
@@ -205,7 +228,7 @@ def run_bench(agents: list[str], suite_dir: str | Path, out_dir: str | Path, cfg
         agent_name, scenario = item
         try:
             model = held_out_turn_model(turn_models, scenario)
-            _run_one(agent_for(agent_name, model), cfg, agent_name, scenario, out, model)
+            _run_one(agent_for(agent_name, model), cfg, agent_name, scenario, out, model, stamp)
         except UserError as e:
             run.failed.append(f"{agent_name}/{scenario.id}: {e}")
         progress.advance(f"{agent_name}/{scenario.id}", sf_duration(scenario))
