@@ -67,6 +67,8 @@ class LlmConfig:
     context_tokens: int = 2048
     timeout_s: float = 10.0        # HTTP backends: connect/read timeout
     history_turns: int = 6         # user/agent exchanges kept in the prompt
+    kept_contexts: int = 16        # llama.cpp: evaluated prompts of conversations kept across the others' requests
+                                   # (~5 MB each), so a conversation's history is not evaluated again (issue 17)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,32 @@ def test_our_chat_prompt_is_llama_cpps_and_a_stopped_reply_goes_on_from_its_word
     assert len(llm._llama.tokenize((first + rest).encode(), add_bos=False)) <= llm.cfg.max_tokens + 2
 
 
+def history(topic: str, turns: int = 3) -> list[dict]:
+    messages = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}]
+    for i in range(turns):
+        messages += [{"role": "user", "content": f"Tell me more about {topic}, part {i}. I want details."},
+                     {"role": "assistant", "content": f"Sure. {topic} is interesting; part {i} is its history."}]
+    return messages + [{"role": "user", "content": f"And what about {topic} in winter?"}]
+
+
+def test_conversations_taking_turns_keep_their_evaluated_history(models):
+    """Issue 17: one context serves every call. When call B's prompt is evaluated, call A's is kept
+    (not its logits: ~5 MB) and comes back at A's next request, instead of A's whole history being
+    evaluated again; A's reply is the one it gets with its prompt already evaluated and no B in between.
+    (A prompt evaluated afresh can part from that at a near-tie: another split of the same arithmetic.)"""
+    llm = models.llm
+    a, b = history("gardening"), history("sailing")
+    "".join(llm.stream(a))
+    alone = "".join(llm.stream(a))            # A's prompt is what the context holds now
+    saved, restored = llm._kept.saved, llm._kept.restored
+    "".join(llm.stream(b))                    # B overwrites it: A's is kept first
+    again = "".join(llm.stream(a))            # and comes back (B's kept in turn)
+    assert (llm._kept.saved - saved, llm._kept.restored - restored) == (2, 1)
+    assert again == alone
+    "".join(llm.stream(a))
+    assert (llm._kept.saved - saved, llm._kept.restored - restored) == (2, 1), "the same call again: no switch"
+
+
 def test_unreachable_endpoint_is_a_clear_error():
     llm = OpenAiLlm(LlmConfig(backend="openai", base_url="http://127.0.0.1:9/v1", timeout_s=2))
     with pytest.raises(EndpointUnreachable, match=r"cannot reach the LLM endpoint http://127.0.0.1:9/v1"):

@@ -7,6 +7,7 @@ stops generation between tokens, which is how an interrupted reply stops costing
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import threading
@@ -14,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterator
+
+import numpy as np
 
 from ..config import LlmConfig
 from ..errors import EndpointUnreachable, UserError
@@ -99,6 +102,7 @@ class LlamaCppLlm(LanguageModel):
         self._lock = SharedModelLock()  # a llama context serves one generation at a time: answers first
         self._chat = self._chat_template(llama_cpp)
         self.can_continue = self._chat is not None
+        self._kept = KeptContexts(self._llama, llama_cpp, cfg.kept_contexts)
 
     @property
     def busy(self) -> bool:
@@ -127,6 +131,7 @@ class LlamaCppLlm(LanguageModel):
             else:   # what create_chat_completion does, with the reply so far after the prompt
                 chat = self._chat(messages=messages)
                 prompt = self._llama.tokenize((chat.prompt + said).encode("utf-8"), add_bos=False, special=True)
+                self._kept.switch_to(prompt)
                 # the cache of the context keeps the prompt and the tokens a stopped reply wrote: going
                 # on from them evaluates only what differs (a token or two where the text re-tokenizes)
                 written = len(self._llama.tokenize(said.encode("utf-8"), add_bos=False)) if said else 0
@@ -144,6 +149,48 @@ class LlamaCppLlm(LanguageModel):
                         yield piece
             finally:
                 chunks.close()
+
+
+class KeptContexts:
+    """One llama.cpp context serves every conversation of an agent, and evaluates only where a prompt
+    differs from what it holds. Conversations taking turns would each evaluate their whole history again
+    (four exchanges: 2.1-2.6 s before the first token, against 0.2 s; benchmarks/llm_shared.py), so before
+    a prompt is evaluated, what the context holds is kept if another conversation's prompt is about to
+    overwrite it, and the kept context that shares most of this prompt comes back. A conversation alone
+    never switches: nothing is saved (~5 MB of KV cache and ~2 ms per switch)."""
+
+    MIN_TOKENS = 32     # a switch worth making: this many more tokens in common (a history, not a draft's tail)
+
+    def __init__(self, llama, llama_cpp, most: int) -> None:
+        self._llama, self._lib, self.most = llama, llama_cpp, most
+        self._states: list = []        # llama_cpp.LlamaState, oldest first
+        self.saved = self.restored = 0
+
+    def switch_to(self, prompt: list[int]) -> None:
+        if self.most <= 0:
+            return
+        common = self._llama.longest_token_prefix
+        live = self._llama.input_ids[:self._llama.n_tokens]
+        here = common(live, prompt)
+        if len(live) - here >= self.MIN_TOKENS:
+            self._states = [*self._states, self._save()][-self.most:]
+        best = max(self._states, key=lambda s: common(s.input_ids[:s.n_tokens], prompt), default=None)
+        if best is not None and common(best.input_ids[:best.n_tokens], prompt) >= here + self.MIN_TOKENS:
+            self._states.remove(best)
+            self._llama.load_state(best)     # its logits are recomputed: load_state marks them stale
+            self.restored += 1
+
+    def _save(self):
+        """``Llama.save_state`` without its copy of the logits of every token (~50 MB, unused here)."""
+        lib, ctx = self._lib, self._llama._ctx.ctx
+        size = lib.llama_state_get_size(ctx)
+        buffer = (ctypes.c_uint8 * size)()
+        used = lib.llama_state_get_data(ctx, buffer, size)
+        self.saved += 1
+        return lib.LlamaState(input_ids=self._llama.input_ids.copy(),
+                              scores=np.zeros((1, self._llama.n_vocab()), np.single),   # broadcast on load
+                              n_tokens=self._llama.n_tokens, llama_state=bytes(buffer)[:used],
+                              llama_state_size=used, seed=self._llama._seed)
 
 
 class OpenAiLlm(LanguageModel):
