@@ -63,7 +63,8 @@ def test_streaming_first_audio_before_the_llm_finishes(models):
     reply = "The library opens at nine. It closes at six on weekdays. On Sundays it stays closed all day long."
     stack = ScriptedStack(spans=[(0.3, 1.5)], llm=SlowTokens(reply))
     stack.tts = models.tts  # real Piper: the pieces are really synthesised
-    result = run_agent(make_agent("streaming", stack, Config()), np.zeros(16000 * 12, np.float32), RealClock())
+    # 9.5 s: the turn ends at ~2.2 s, the LLM writes until ~3.8 s, the third piece starts playing at ~6.1 s
+    result = run_agent(make_agent("streaming", stack, Config()), np.zeros(int(16000 * 9.5), np.float32), RealClock())
     ev = result.events
     start = next(e for e in ev if e.kind == "playback.start")
     done = next(e for e in ev if e.kind == "llm.done")
