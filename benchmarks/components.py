@@ -110,7 +110,7 @@ def bench_llm(repeat):
 def bench_tts(repeat):
     for backend in ("piper", "espeak"):
         try:
-            tts, load_s = timed(lambda: load_tts(TtsConfig(backend=backend)))
+            tts, load_s = timed(lambda: load_tts(TtsConfig(backend=backend, kept_pieces=0)))   # synthesis, not recall
         except Exception as e:  # espeak-ng may be absent outside `make install`
             print(f"TTS {backend}: unavailable ({e})")
             continue

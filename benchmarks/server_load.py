@@ -18,7 +18,7 @@ Latency, in seconds from the end of the user's speech in the recording:
   heard   the first audible agent sample (in-process: in the agent's stream; through the server: as this
           client received it, placed on its clock like a player with no jitter buffer would play it)
   events  the agent's own playback.start event (turn.end's speech_end -> playback.start), what the
-          engine measures; through the server it comes in the 0x04 latency message
+          engine measures; through the server it comes in the 0x04 latency message (the last turn's)
 """
 
 from __future__ import annotations
@@ -80,15 +80,17 @@ def start_server(agent: str) -> tuple[subprocess.Popen, int]:
     raise SystemExit(f"{agent}: the server did not start")
 
 
-async def level(url: str, audio: np.ndarray, end_s: float, n: int, spread: float, tail: float) -> list[dict]:
+async def level(url: str, clips: list[tuple[np.ndarray, float]], n: int, spread: float, tail: float) -> list[dict]:
+    """N clients; client i streams clip i mod len(clips) (the audio, and where its speech ends)."""
     async def one(i: int) -> dict:
+        audio, end_s = clips[i % len(clips)]
         await asyncio.sleep(spread * i / max(n, 1))
         try:
             run = await asyncio.wait_for(converse(url, audio, tail_s=tail), len(audio) / SAMPLE_RATE + tail + 10)
         except Exception as e:   # noqa: BLE001  a benchmark reports, it does not stop
             return {"error": f"{type(e).__name__}: {e}"}
         heard = first_sound(run.output, end_s, THRESHOLD_DB)
-        lat = next((m for m in run.metadata if m.get("type") == "latency"), None)
+        lat = next((m for m in reversed(run.metadata) if m.get("type") == "latency"), None)   # the last turn's
         stats = next((m for m in reversed(run.metadata) if m.get("type") == "stats"), {})
         return {"heard": None if heard is None else heard - end_s, "events": lat and lat.get("response_s"),
                 "errors": run.errors, "gen_lag": run.max_send_lag_s, "stats": stats}
@@ -146,16 +148,21 @@ def main() -> int:
     ap.add_argument("--agents", default=None, help="comma-separated (default: every CPU agent; moshi needs a GPU)")
     ap.add_argument("--clients", default="2,3,4,6,8", help="the capacity ramp (one client is the latency phase)")
     ap.add_argument("--repeat", type=int, default=3, help="conversations per latency measurement (median)")
-    ap.add_argument("--clip", default=str(ROOT / "tests" / "data" / "ljspeech-LJ002-0035.wav"))
+    ap.add_argument("--clip", default=str(ROOT / "tests" / "data" / "ljspeech-LJ002-0035.wav"),
+                    help="a recording, or several (comma-separated): client i streams the i-th mod their number; "
+                         "latency is measured after each one's last speech")
     ap.add_argument("--tail", type=float, default=6.0, help="silence streamed after the speech (s)")
     ap.add_argument("--spread", type=float, default=1.0, help="client start times are spread over this (s)")
     args = ap.parse_args()
     from fullduplex.engines import AGENTS
 
-    speech, _ = read_user_audio(args.clip)
-    audio = np.concatenate([np.zeros(SAMPLE_RATE // 2, np.float32), speech])
+    clips = []
+    for path in args.clip.split(","):
+        speech, _ = read_user_audio(path)
+        audio = np.concatenate([np.zeros(SAMPLE_RATE // 2, np.float32), speech])
+        clips.append((audio, speech_end(audio)))
+    audio, end_s = clips[0]      # the one-session latency phase
     tailed = np.concatenate([audio, np.zeros(int(args.tail * SAMPLE_RATE), np.float32)])
-    end_s = speech_end(audio)
     ramp = [int(c) for c in args.clients.split(",") if c.strip()]
     agents = [a.strip() for a in args.agents.split(",") if a.strip()] if args.agents else \
         [a for a in AGENTS if a != "moshi"]
@@ -165,7 +172,8 @@ def main() -> int:
     except OSError:
         prio = "generator at normal priority (not root)"
     load = os.getloadavg()[0]
-    print(f"clip {Path(args.clip).name}: speech ends at {end_s:.2f} s, tail {args.tail:.1f} s; {os.cpu_count()} cores, "
+    print(f"clip {', '.join(Path(c).name for c in args.clip.split(','))}: speech ends at "
+          f"{', '.join(f'{e:.2f}' for _, e in clips)} s, tail {args.tail:.1f} s; {os.cpu_count()} cores, "
           f"load average {load:.1f} at start; {prio}; latency x{args.repeat}; ramp {ramp}", flush=True)
     summary = []
     for agent in agents:
@@ -173,10 +181,10 @@ def main() -> int:
         proc, port = start_server(agent)
         url = f"ws://127.0.0.1:{port}/api/chat"
         try:
-            one = [r for _ in range(args.repeat) for r in asyncio.run(level(url, audio, end_s, 1, 0, args.tail))]
+            one = [r for _ in range(args.repeat) for r in asyncio.run(level(url, clips[:1], 1, 0, args.tail))]
             single = summarise(one)
             if not single["held"]:
-                one = [r for _ in range(args.repeat) for r in asyncio.run(level(url, audio, end_s, 1, 0, args.tail))]
+                one = [r for _ in range(args.repeat) for r in asyncio.run(level(url, clips[:1], 1, 0, args.tail))]
                 single = summarise(one)
             via_heard = [r["heard"] for r in one if r.get("heard") is not None]
             via_events = [r["events"] for r in one if r.get("events") is not None]
@@ -193,12 +201,12 @@ def main() -> int:
             base = single["heard_med"]
             for n in ramp if single["held"] else []:
                 cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
-                rows = asyncio.run(level(url, audio, end_s, n, args.spread, args.tail))
+                rows = asyncio.run(level(url, clips, n, args.spread, args.tail))
                 cores = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
                 s = summarise(rows)
                 if not s["held"]:        # once more: one hiccup of a shared machine is not a capacity
                     cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
-                    rows = asyncio.run(level(url, audio, end_s, n, args.spread, args.tail))
+                    rows = asyncio.run(level(url, clips, n, args.spread, args.tail))
                     cores = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
                     s = summarise(rows)
                 print(f"{n:>3} {s['answered']:>4}/{n:<3} {fmt(s['heard_med']):>9} {fmt(s['heard_max']):>9} "

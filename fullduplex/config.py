@@ -76,6 +76,8 @@ class TtsConfig:
     backend: str = "piper"         # "piper" (en_US-joe-medium) | "espeak" (robotic, ~15 ms)
     threads: int = 1               # ONNX intra-op threads for Piper
     length_scale: float = 1.0      # >1 speaks slower
+    kept_pieces: int = 256         # Piper: audio of short pieces kept by text and said again without synthesis (~60 KB
+                                   # per second of speech; replies repeat their openings across calls: issue 17)
 
 
 @dataclass(frozen=True)

@@ -35,3 +35,18 @@ def test_espeak_fallback(models):
     audio = np.concatenate(list(EspeakTts(TtsConfig(backend="espeak")).synthesize("Good morning to you.")))
     assert 0.5 < len(audio) / 16000 < 3.0
     assert wer("good morning to you", models.stt.transcribe(audio).text) <= 0.5
+
+
+def test_a_piece_said_again_is_not_synthesised_again(models):
+    """Issue 17: replies repeat their openings across calls; the voice keeps short pieces' audio by text."""
+    tts = models.tts
+    said = tts.said
+    first = list(tts.synthesize("Sure, I can help with that."))
+    hits = said.hits
+    again = list(tts.synthesize("Sure, I can help with that."))
+    assert said.hits == hits + 1 and len(again) == len(first)
+    assert all(a is b for a, b in zip(again, first)) and not again[0].flags.writeable, "the same audio, read-only"
+    cut = tts.synthesize("A piece nobody let finish.")
+    next(cut)
+    cut.close()
+    assert said.get("A piece nobody let finish.") is None, "a synthesis cut off is not kept"

@@ -11,6 +11,8 @@ import io
 import json
 import shutil
 import subprocess
+import threading
+from collections import OrderedDict
 from typing import Iterator
 
 import numpy as np
@@ -52,13 +54,56 @@ class PiperTts(TextToSpeech):
         self._syn = config_mod.SynthesisConfig(length_scale=cfg.length_scale)
         self.native_rate = config.sample_rate
         self._lock = SharedModelLock()   # one synthesis at a time: an answer's pieces before a draft's
+        self.said = SaidPieces(cfg.kept_pieces)
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         if not text.strip():
             return
+        kept = self.said.get(text)
+        if kept is not None:
+            yield from kept
+            return
+        chunks = []
         with self._lock:
             for chunk in self._voice.synthesize(text, syn_config=self._syn):
-                yield resample(chunk.audio_float_array, chunk.sample_rate, SAMPLE_RATE)
+                chunks.append(resample(chunk.audio_float_array, chunk.sample_rate, SAMPLE_RATE))
+                yield chunks[-1]
+        self.said.put(text, chunks)      # only a whole piece: a synthesis cut off never gets here
+
+
+class SaidPieces:
+    """The audio of short pieces already said, by their text, for every call of an agent. A small model's
+    replies repeat their openings across calls ("Sure.", "I'm here to help."), and the first piece is the
+    one the caller waits for: said again, it costs no synthesis and no wait for the shared voice. Piper
+    adds noise to each synthesis, so a kept piece sounds the same each time, as a person's "Sure." does."""
+
+    MAX_CHARS = 60    # a clause or a short sentence; longer pieces seldom recur
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self._audio: OrderedDict[str, tuple[np.ndarray, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, text: str) -> tuple[np.ndarray, ...] | None:
+        with self._lock:
+            audio = self._audio.get(text)
+            if audio is not None:
+                self._audio.move_to_end(text)
+                self.hits += 1
+            else:
+                self.misses += 1
+            return audio
+
+    def put(self, text: str, chunks: list[np.ndarray]) -> None:
+        if self.most <= 0 or len(text) > self.MAX_CHARS:
+            return
+        for chunk in chunks:
+            chunk.setflags(write=False)    # handed to every call that says it again: nobody may edit it
+        with self._lock:
+            self._audio[text] = tuple(chunks)
+            while len(self._audio) > self.most:
+                self._audio.popitem(last=False)
 
 
 class EspeakTts(TextToSpeech):
