@@ -181,6 +181,8 @@ def test_conversation_over_opus(models):
     assert stats["dropped_input_frames"] == 0 and stats["dropped_output_frames"] == 0 and stats["skipped_frames"] == 0
     assert kept_the_clock(stats), "real time (a few late frames on a busy machine)"
     assert status["active"] == 0 and status["served"] == 1
+    shared = status["shared_models"]
+    assert shared["tts"]["pieces_synthesised"] >= 1 and {"contexts_kept", "answers_before_drafts"} <= set(shared["llm"])
 
 
 @pytest.mark.slow

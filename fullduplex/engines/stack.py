@@ -41,6 +41,11 @@ class ModelStack:
                 self.builds.append(name)
             return self._loaded[name]
 
+    def sharing(self) -> dict:
+        """How the calls have shared the loaded models so far (``/api/status``): answers served before
+        drafts, contexts kept and brought back, pieces said again without synthesis."""
+        return {name: model.sharing() for name, model in self._loaded.items() if hasattr(model, "sharing")}
+
     def vad(self) -> SileroVad:
         """A fresh VAD for one conversation (its recurrent state is per call)."""
         return SileroVad()

@@ -108,6 +108,10 @@ class LlamaCppLlm(LanguageModel):
     def busy(self) -> bool:
         return self._lock.busy
 
+    def sharing(self) -> dict:
+        return {"answers_before_drafts": self._lock.overtaken, "contexts_kept": self._kept.saved,
+                "contexts_brought_back": self._kept.restored}
+
     def _chat_template(self, llama_cpp):
         """The model's own chat template (GGUF metadata), as llama-cpp-python's chat completion renders
         it; rendered here, the prompt can end inside the assistant's reply (see ``stream``). None: the
@@ -160,6 +164,7 @@ class KeptContexts:
     never switches: nothing is saved (~5 MB of KV cache and ~2 ms per switch)."""
 
     MIN_TOKENS = 32     # a switch worth making: this many more tokens in common (a history, not a draft's tail)
+    MAX_BYTES = 256 << 20   # and at most this much kept (SmolLM2: ~23 KB per token; a long call's history ~15 MB)
 
     def __init__(self, llama, llama_cpp, most: int) -> None:
         self._llama, self._lib, self.most = llama, llama_cpp, most
@@ -174,6 +179,8 @@ class KeptContexts:
         here = common(live, prompt)
         if len(live) - here >= self.MIN_TOKENS:
             self._states = [*self._states, self._save()][-self.most:]
+            while sum(s.llama_state_size for s in self._states) > self.MAX_BYTES:
+                self._states.pop(0)
         best = max(self._states, key=lambda s: common(s.input_ids[:s.n_tokens], prompt), default=None)
         if best is not None and common(best.input_ids[:best.n_tokens], prompt) >= here + self.MIN_TOKENS:
             self._states.remove(best)

@@ -56,6 +56,10 @@ class PiperTts(TextToSpeech):
         self._lock = SharedModelLock()   # one synthesis at a time: an answer's pieces before a draft's
         self.said = SaidPieces(cfg.kept_pieces)
 
+    def sharing(self) -> dict:
+        return {"answers_before_drafts": self._lock.overtaken, "pieces_said_again": self.said.hits,
+                "pieces_synthesised": self.said.misses}
+
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         if not text.strip():
             return

@@ -98,6 +98,7 @@ class ServerState:
         return {"server": f"fullduplex {__version__}", "agent": self.agent_name, "max_sessions": self.max_sessions,
                 "active": self.active, "served": self.served, "refused_busy": self.refused, "failed": self.failed,
                 "uptime_s": round(time.time() - self.started, 1), "capacity": self.capacity(),
+                "shared_models": self.agent.models.sharing() if hasattr(self.agent.models, "sharing") else {},
                 "sessions": [c.session.info() for c in list(self.connections) if c.session is not None],
                 "recent": list(self.recent)}
 
