@@ -9,7 +9,7 @@ complete (or the whole reply at the end, for the sequential baseline).
 from __future__ import annotations
 
 import threading
-from contextlib import closing, nullcontext
+from contextlib import closing
 from dataclasses import dataclass, replace
 
 from ..models.priority import speculative
@@ -90,7 +90,7 @@ class TalkingConversation(Conversation):
         # ``said`` only when going on from a stopped draft: LLMs that cannot continue take no such argument
         stream = llm.stream(self.messages(user_text), cancel, said="".join(w.tokens)) if w.tokens else \
             llm.stream(self.messages(user_text), cancel)
-        with speculative(draft_until) if draft_until is not None else nullcontext(), closing(stream):
+        with speculative(draft_until), closing(stream):
             for token in stream:
                 if not w.tokens:
                     self.emit(f"{event}.first_token", turn)

@@ -10,7 +10,6 @@ of an older generation is dropped wherever it is found (queued text is not even 
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -59,7 +58,7 @@ class Voice:
         if piece.gen != self.gen:
             return None  # superseded before we got to it: do not spend the CPU
         chunks = []
-        with speculative(draft_until) if draft_until is not None else nullcontext():
+        with speculative(draft_until):
             for chunk in self._tts.synthesize(piece.text):
                 if piece.index == 0 and not chunks:
                     self._emit("tts.first_audio", piece.turn)

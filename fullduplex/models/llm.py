@@ -181,8 +181,9 @@ class KeptContexts:
             self._states = [*self._states, self._save()][-self.most:]
             while sum(s.llama_state_size for s in self._states) > self.MAX_BYTES:
                 self._states.pop(0)
-        best = max(self._states, key=lambda s: common(s.input_ids[:s.n_tokens], prompt), default=None)
-        if best is not None and common(best.input_ids[:best.n_tokens], prompt) >= here + self.MIN_TOKENS:
+        shared, best = max(((common(s.input_ids[:s.n_tokens], prompt), s) for s in self._states),
+                           key=lambda pair: pair[0], default=(0, None))
+        if best is not None and shared >= here + self.MIN_TOKENS:
             self._states.remove(best)
             self._llama.load_state(best)     # its logits are recomputed: load_state marks them stale
             self.restored += 1

@@ -16,15 +16,18 @@ import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-_never: Callable[[], bool] = lambda: False   # noqa: E731
 _always: Callable[[], bool] = lambda: True   # noqa: E731
 _URGENT: contextvars.ContextVar[Callable[[], bool]] = contextvars.ContextVar("fullduplex_urgent", default=_always)
 
 
 @contextmanager
-def speculative(until: Callable[[], bool] | None = None) -> Iterator[None]:
-    """Calls into shared models inside this block (this thread) wait behind urgent ones until ``until()``."""
-    token = _URGENT.set(until or _never)
+def speculative(until: Callable[[], bool] | None) -> Iterator[None]:
+    """Calls into shared models inside this block (this thread) wait behind urgent ones until ``until()``.
+    ``until`` None: not a draft, the block's calls keep the urgency they have."""
+    if until is None:
+        yield
+        return
+    token = _URGENT.set(until)
     try:
         yield
     finally:

@@ -27,9 +27,9 @@ from typing import Callable
 import numpy as np
 
 from ..audio.frames import SAMPLE_RATE
+from ..models.vad import speech_spans
 from .features import SMART_TURN_AT_S, pause_signals
 from .gbm import GbmParams, Trees
-from ..models.vad import speech_spans
 from .labels import Pause, PauseCounts, conversation_pauses, read_audio
 
 SR = SAMPLE_RATE
