@@ -231,7 +231,7 @@ def test_each_model_is_charged_to_its_conversation():
                 yield word
 
     class Tts(ToneTts):
-        def synthesize(self, text):
+        def synthesize(self, text, stop=None):
             asks.burn("tts", 0.01)
             yield from super().synthesize(text)
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
+
+from fullduplex.engines.voice import Voice
 from fullduplex.models.priority import SharedModelLock, speculative
 
 
@@ -67,3 +70,35 @@ def test_one_conversation_alone_is_never_held_back():
     with lock:
         pass
     assert not lock.busy and lock.overtaken == 0
+
+
+class HeldTts:
+    """A voice whose synthesis lasts until it is stopped (or 5 s): a long piece in a shared Piper."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+
+    def synthesize(self, text, stop=None):
+        self.started.set()
+        t0 = time.monotonic()
+        while not (stop is not None and stop.stopped) and time.monotonic() - t0 < 5:
+            time.sleep(0.002)
+        if stop is None or not stop.stopped:
+            yield np.zeros(1600, np.float32)
+
+
+def test_a_superseded_piece_stops_its_synthesis_and_the_next_reply_is_not_kept_waiting():
+    tts, events = HeldTts(), []
+    voice = Voice("test", tts, lambda kind, turn, **data: events.append(kind), 30.0)
+    try:
+        voice.say(1, voice.new_generation(), 0, "A long first piece of a draft the user talked over.")
+        assert tts.started.wait(2)
+        t0 = time.monotonic()
+        gen = voice.new_generation()       # the draft is dropped: the user went on
+        tts.started.clear()
+        voice.say(1, gen, 0, "The next draft.")
+        assert tts.started.wait(2), "the voice took the next piece"
+        assert time.monotonic() - t0 < 1.0 and "tts.stopped" in events
+    finally:
+        voice.new_generation()
+        voice.speak.close()

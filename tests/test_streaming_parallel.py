@@ -40,16 +40,18 @@ def test_segmenter(text, pieces):
 
 def test_first_clause_option():
     text = "Sure, I can help you with that today, and more. Bye."
-    assert split_pieces(text, first_clause=True) == ["Sure, I can help you with that today,", "and more.", "Bye."]
+    assert split_pieces(text, first_clause=True) == ["Sure, I can help you", "with that today, and more.", "Bye."]
     assert split_pieces("Sure, fine. Bye.", first_clause=True) == ["Sure, fine.", "Bye."], "too short a clause waits"
-    # a long first sentence with no clause boundary: cut before a phrase once 7 words precede it
+    assert split_pieces("In recent years, there has been a growing concern.", first_clause=True) == \
+        ["In recent years,", "there has been a growing concern."]
+    # a long first sentence with no clause boundary: cut before a phrase once 4 words precede it
     long = "I can assist with everything from planning a wedding to providing advice. Anything else?"
-    assert split_pieces(long, first_clause=True) == ["I can assist with everything from planning a wedding",
-                                                     "to providing advice.", "Anything else?"]
+    assert split_pieces(long, first_clause=True) == ["I can assist with everything",
+                                                     "from planning a wedding to providing advice.", "Anything else?"]
     assert split_pieces(long) == ["I can assist with everything from planning a wedding to providing advice.",
                                   "Anything else?"], "only the first piece, only with first_clause"
-    assert split_pieces("I'm ready to assist you with your writing needs.", first_clause=True) == \
-        ["I'm ready to assist you with your writing needs."], "no phrase word after 7 words: one piece"
+    assert split_pieces("This is a classic example of a backstory.", first_clause=True) == \
+        ["This is a classic example of a backstory."], "no phrase word after 4 words: one piece"
 
 
 class SlowTokens(ScriptedLlm):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from fullduplex.config import TtsConfig
-from fullduplex.models.tts import EspeakTts
+from fullduplex.models.tts import EspeakTts, Stop
 from fullduplex.textnorm import wer
 
 
@@ -50,3 +52,25 @@ def test_a_piece_said_again_is_not_synthesised_again(models):
     next(cut)
     cut.close()
     assert said.get("A piece nobody let finish.") is None, "a synthesis cut off is not kept"
+
+
+def test_a_stopped_synthesis_ends_at_once_and_frees_the_voice(models):
+    """Issues 12 and 17: a dropped draft's long piece must not hold the voice every call shares."""
+    tts = models.tts
+    text = ("In recent years there has been a growing concern regarding the impact of climate change on the "
+            "wildlife of the northern forests and the rivers that run through them.")
+    t0 = time.perf_counter()
+    whole = list(tts.synthesize(text + " Again."))          # not kept: longer than a kept piece
+    took = time.perf_counter() - t0
+    stop = Stop()
+    threading.Timer(took / 10, stop.stop).start()
+    t0 = time.perf_counter()
+    cut = list(tts.synthesize(text + " Once more.", stop))
+    stopped_after = time.perf_counter() - t0
+    assert whole and cut == [], "a stopped synthesis yields nothing"
+    assert stopped_after < took / 2, f"stopped after {stopped_after:.2f} s; the whole piece takes {took:.2f} s"
+    assert tts.said.get(text + " Once more.") is None
+    stopped = Stop()
+    stopped.stop()
+    assert list(tts.synthesize("Never said at all.", stopped)) == []
+    assert len(list(tts.synthesize("Hello again."))) == 1, "the voice serves the next piece"

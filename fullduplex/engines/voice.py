@@ -5,7 +5,8 @@ threads (it waits for room: backpressure on whoever writes the text); ``collect(
 audio into playback on the audio path; ``frame()`` plays one frame and reports which pieces began.
 
 Every reply is a *generation*: ``new_generation()`` supersedes whatever was said before, and audio
-of an older generation is dropped wherever it is found (queued text is not even synthesised).
+of an older generation is dropped wherever it is found (queued text is not even synthesised, and a
+synthesis in progress is stopped: the shared voice is free for the next reply at once).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from ..audio.frames import seconds
 from ..cputime import CpuAccount
 from ..models.priority import speculative
+from ..models.tts import Stop
 from .playback import Playback
 from .workers import JobFailed, Worker
 
@@ -43,9 +45,13 @@ class Voice:
         self.speak = Worker(f"{name}-speak", depth=SPEAK_DEPTH, account=account, model="tts")
         self.playback = Playback(max_reply_s)
         self.gen = 0
+        self._synthesising: tuple[int, Stop] | None = None   # (generation, its stop) of the piece in the TTS now
 
     def new_generation(self) -> int:
         self.gen += 1
+        running = self._synthesising
+        if running is not None and running[0] < self.gen:
+            running[1].stop()
         return self.gen
 
     def say(self, turn: int, gen: int, index: int, text: str, draft_until: Callable[[], bool] | None = None) -> int:
@@ -57,12 +63,21 @@ class Voice:
     def _synthesize(self, piece: Piece, draft_until: Callable[[], bool] | None) -> Piece | None:
         if piece.gen != self.gen:
             return None  # superseded before we got to it: do not spend the CPU
-        chunks = []
-        with speculative(draft_until):
-            for chunk in self._tts.synthesize(piece.text):
-                if piece.index == 0 and not chunks:
-                    self._emit("tts.first_audio", piece.turn)
-                chunks.append(chunk)
+        chunks, stop = [], Stop()
+        self._synthesising = (piece.gen, stop)
+        if piece.gen != self.gen:
+            return None  # superseded just now: new_generation() may not have seen this piece
+        try:
+            with speculative(draft_until):
+                for chunk in self._tts.synthesize(piece.text, stop):
+                    if piece.index == 0 and not chunks:
+                        self._emit("tts.first_audio", piece.turn)
+                    chunks.append(chunk)
+        finally:
+            self._synthesising = None
+        if stop.stopped:
+            self._emit("tts.stopped", piece.turn, index=piece.index, gen=piece.gen)
+            return None
         piece.audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         self._emit("tts.piece", piece.turn, index=piece.index, text=piece.text,
                    audio_s=round(seconds(len(piece.audio)), 3))

