@@ -21,6 +21,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models (defaults: the embedded CPU stack, no network)")
     g.add_argument("--stt", choices=["moonshine", "whisper-tiny", "whisper-base"], default=d.stt.backend,
                    help=f"speech-to-text: Moonshine tiny-en (streaming) or Whisper via CTranslate2 (default {d.stt.backend})")
+    g.add_argument("--stt-partials", type=float, default=d.stt.partial_interval_s, metavar="S",
+                   help="Moonshine: refresh the user's transcript every S seconds of their speech, for live captions "
+                        "(default 0: only at pauses, where the agent reads it; each refresh transcribes the open "
+                        "line again, ~0.2-0.4 CPU-s per s of speech)")
     g.add_argument("--llm", choices=["smollm2", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "openai"], default=d.llm.backend,
                    help="language model: embedded SmolLM2-135M-Instruct, Qwen2.5-Coder-0.5B or -1.5B-Instruct (llama.cpp) "
                         f"or an OpenAI-compatible endpoint (default {d.llm.backend})")
@@ -44,10 +48,12 @@ def _config_from(args: argparse.Namespace) -> Config:
         raise UserError(f"--silence-ms must be positive, not {args.silence_ms}")
     if args.max_tokens <= 0:
         raise UserError(f"--max-tokens must be positive, not {args.max_tokens}")
+    if args.stt_partials < 0:
+        raise UserError(f"--stt-partials must be 0 (only at pauses) or more seconds, not {args.stt_partials}")
     if args.turn_model and not Path(args.turn_model).is_file():
         raise UserError(f"--turn-model {args.turn_model}: no such file (a model from `fullduplex turn train`)")
     return Config().with_(
-        stt={"backend": args.stt},
+        stt={"backend": args.stt, "partial_interval_s": args.stt_partials},
         llm={"backend": args.llm, "base_url": args.llm_url, "model": args.llm_model, "max_tokens": args.max_tokens},
         tts={"backend": args.tts},
         turn={"silence_ms": args.silence_ms, "model": args.turn_model},

@@ -40,12 +40,12 @@ class VadConfig:
 class SttConfig:
     backend: str = "moonshine"     # "moonshine" (tiny-en, streaming) | "whisper-tiny" | "whisper-base"
     threads: int = 1               # CPU threads for Whisper (CTranslate2); two cores are shared by every model
-    partial_interval_s: float = 0.6  # seconds of audio between unasked refreshes of a streaming recogniser's partial
+    partial_interval_s: float = 0.0  # seconds of audio between unasked refreshes of a streaming recogniser's partial
                                      # transcript (0: only when asked). Moonshine re-transcribes the whole open line each
-                                     # time and skips a refresh with < 0.5 s of new audio, so 0.3 s ran every 0.6 s anyway.
-                                     # Rarer is cheaper (1.0 s: stt 0.16 -> 0.10 CPU-s/s) but the words asked for at a
-                                     # pause then come later (a full transcription, not the last refresh): the monologue
-                                     # test's backchannel in a 0.29 s pause was missed (issue 17)
+                                     # time: refreshes every 0.6 s were nearly all its cost (0.20-0.38 CPU-s per s of a
+                                     # monologue, 0.003 without), and the engine reads words only at pauses, where it
+                                     # asks for a transcript of everything heard (issue 17: a call 0.41 -> 0.32 CPU-s/s).
+                                     # Set it for live captions while the user talks
     single_thread: bool = True     # Moonshine's ONNX runtime computes on the calling thread only. Its own pool (two more
                                    # threads) spins: it cost as much CPU again as the caller and was slower, not faster,
                                    # on a busy 2-core box (measured: 0.33 -> 0.21 CPU-s per s of audio, issue 17)

@@ -57,6 +57,8 @@ def test_wrong_channel_and_bad_numbers(tmp_path, capsys):
     assert "--channel must be 0..1" in capsys.readouterr().err
     assert main(["simulate", "--input", str(stereo), "--out", str(tmp_path / "o"), "--silence-ms", "0"]) == 2
     assert "--silence-ms must be positive" in capsys.readouterr().err
+    assert main(["simulate", "--input", str(stereo), "--out", str(tmp_path / "o"), "--stt-partials", "-1"]) == 2
+    assert "--stt-partials must be 0" in capsys.readouterr().err
 
 
 def test_unreachable_llm_endpoint(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fullduplex.config import SttConfig
-from fullduplex.models.stt import load_stt
+from fullduplex.models.stt import WhisperStt, load_stt
 from fullduplex.textnorm import normalize, wer, word_errors
 
 from .conftest import read_clip, reference_text
@@ -42,14 +42,30 @@ def test_moonshine_wer(models):
 
 
 @pytest.mark.slow
-def test_moonshine_streams_partials_before_the_final(models):
+def test_moonshine_streams_partials_before_the_final():
+    """With refreshes while the user talks (``partial_interval_s``: live captions) the stream gives
+    partial transcripts as the audio comes in."""
+    stream = load_stt(SttConfig(partial_interval_s=0.6)).stream()
     clip = read_clip("librispeech-2412-153948-0000.wav")
-    stream = models.stt.stream()
     partials = [p for i in range(0, len(clip), 1600) if (p := stream.push(clip[i:i + 1600])) is not None]
     final = stream.finish()
     assert len(partials) >= 3 and not partials[0].final and final.final
     assert len(normalize(partials[0].text)) < len(normalize(final.text))
     assert wer(reference_text("librispeech-2412-153948-0000"), final.text) <= 0.3
+
+
+def test_an_asked_transcript_has_every_word_heard(models):
+    """At a pause the engine asks for the words so far: all of them, not the recogniser's last refresh
+    (which lacked the last 0.3-0.5 s of speech). The default stream refreshes only when asked."""
+    clip = read_clip("jfk.wav")
+    words = WhisperStt(SttConfig(), "whisper-tiny").transcribe(clip, word_timestamps=True).words
+    cut = next(w for w in words if w.text.lower().strip(",.") == "country").end   # "... what your country"
+    stream = models.stt.stream()
+    pushed = clip[:int((cut + 0.06) * 16000)]
+    assert all(stream.push(pushed[i:i + 1600]) is None for i in range(0, len(pushed), 1600)), "no unasked refresh"
+    heard = normalize(stream.partial().text)
+    stream.close()
+    assert heard[-2:] == ["your", "country"], heard
 
 
 def test_moonshine_gives_no_words_for_a_few_frames_of_sound(models):

@@ -257,13 +257,21 @@ class DuplexConversation(TalkingConversation):
             self.judge.submit(lambda cancel: (turn, text, self.end_of_turn.p_done(tail, text, silence)))
         p = user.p_done
         if not (user.pause.ready and user.text):
-            return   # decide only on the words up to this pause
+            # Decide only on the words up to this pause. They come ~0.1-0.3 s in (the recogniser transcribes
+            # when asked); a short acknowledgement needs none of them, and real listeners give it that early.
+            if self._backchannel_fits(user, t, silence, p):
+                self._backchannel(user, t)
+            return
         if self.floor.draft(p) and not self._draft_fits(user, t) and self._worth_drafting(p):
             self._start_draft(user, t)
         if self.floor.take_floor(p, silence):
             self._take_floor(user, t, p, silence)
-        elif self.backchannels and self.reply is None and self.bc_timing.fits(user.speech_s, t - self._last_bc, silence, p):
+        elif self._backchannel_fits(user, t, silence, p):
             self._backchannel(user, t)
+
+    def _backchannel_fits(self, user: UserTurn, t: float, silence: float, p: float) -> bool:
+        return (self.backchannels and self.reply is None
+                and self.bc_timing.fits(user.speech_s, t - self._last_bc, silence, p))
 
     def _ask(self, user: UserTurn) -> None:
         user.asked, user.answered = True, False

@@ -5,9 +5,10 @@ user's audio continuously, including while the agent speaks: listening never pau
 100 ms batches through a bounded queue to the ear's own thread; if the thread falls behind and the
 queue is full, a batch is dropped and counted (an event, once per turn) rather than letting latency grow.
 
-Results come back through ``poll()``: partial transcripts as the recogniser refreshes them
-(``SttConfig.partial_interval_s``), and the answer to ``refresh()`` (asked at a pause: "what has the
-user said up to now?"). A turn's stream is dropped, not finished, when the turn ends: its final
+Results come back through ``poll()``: the answer to ``refresh()`` (asked at a pause: "what has the
+user said up to now?", a transcription of everything heard), and partial transcripts as the recogniser
+refreshes them on its own, only where ``SttConfig.partial_interval_s`` asks for it (live captions: the
+engine reads words only at pauses, and those refreshes were most of the recogniser's CPU). A turn's stream is dropped, not finished, when the turn ends: its final
 transcript would be one more transcription of the open line that nothing reads.
 """
 
