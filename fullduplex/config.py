@@ -69,6 +69,8 @@ class LlmConfig:
     history_turns: int = 6         # user/agent exchanges kept in the prompt
     kept_contexts: int = 16        # llama.cpp: evaluated prompts of conversations kept across the others' requests
                                    # (~5 MB each), so a conversation's history is not evaluated again (issue 17)
+    contexts: int = 2              # llama.cpp contexts (a KV cache each, the weights shared), made as calls ask at once:
+                                   # one decodes one reply on one thread, so two calls' answers decode on two cores
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -54,14 +55,14 @@ def test_our_chat_prompt_is_llama_cpps_and_a_stopped_reply_goes_on_from_its_word
     llm = models.llm
     assert llm.can_continue
     monkeypatch.setattr(llm, "cfg", replace(llm.cfg, temperature=0.0))
-    llm._llama.reset()     # the same evaluation from the start: logits equal to the last bit
+    llm.reset()     # the same evaluation from the start, on the first context: logits equal to the last bit
     ours = "".join(llm.stream(MESSAGES))
-    llm._llama.reset()
+    llm.reset()
     theirs = "".join(c["choices"][0]["delta"].get("content") or "" for c in llm._llama.create_chat_completion(
         messages=MESSAGES, stream=True, max_tokens=llm.cfg.max_tokens, temperature=0.0, seed=0,
         logits_processor=no_end_before(llm._llama, llm.cfg.min_tokens)))
     assert ours == theirs
-    llm._llama.reset()
+    llm.reset()
     stream = llm.stream(MESSAGES)
     first = "".join(next(stream) for _ in range(5))
     stream.close()
@@ -97,6 +98,35 @@ def test_conversations_taking_turns_keep_their_evaluated_history(models):
     assert again == alone
     "".join(llm.stream(a))
     assert (llm._kept.saved - saved, llm._kept.restored - restored) == (2, 1), "the same call again: no switch"
+
+
+def test_two_calls_asking_at_once_decode_at_once_and_say_what_they_say_alone(models):
+    """Issue 17: one context decodes one reply on one thread; a call asking while another's reply is
+    being written gets a second context (the weights shared), so two answers decode on two cores, each
+    the reply it gets alone (fresh contexts, the same seed)."""
+    llm = models.llm
+    a, b = ([{"role": "user", "content": f"Tell me a long story about {who}."}] for who in ("a dragon", "a sailor"))
+    llm.reset()
+    alone = ["".join(llm.stream(a))]
+    llm.reset()
+    alone.append("".join(llm.stream(b)))
+    llm.reset()
+    times: list[list[float]] = [[], []]
+    texts = ["", ""]
+
+    def ask(i, messages):
+        for piece in llm.stream(messages):
+            times[i].append(time.perf_counter())
+            texts[i] += piece
+    threads = [threading.Thread(target=ask, args=(i, m)) for i, m in enumerate((a, b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert llm.sharing()["contexts"] == 2
+    assert texts == alone
+    assert times[1][0] < times[0][-1] and times[0][0] < times[1][-1], "the two replies were written at once"
+    assert not llm.busy
 
 
 def test_unreachable_endpoint_is_a_clear_error():

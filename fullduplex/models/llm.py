@@ -13,6 +13,7 @@ import os
 import threading
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -88,7 +89,7 @@ class LlamaCppLlm(LanguageModel):
         # llama.cpp's OpenMP threads spin while waiting; passive waiting keeps them off the cores the
         # ONNX models need (measured on 2 cores: 10-45 s stalls for 28 tokens otherwise).
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        llama_cpp = require("llama_cpp", "llama-cpp-python", "The embedded LLM")
+        self._lib = require("llama_cpp", "llama-cpp-python", "The embedded LLM")
         if cfg.backend == "gguf":
             gguf = Path(cfg.gguf)
             if not gguf.is_file():
@@ -97,20 +98,56 @@ class LlamaCppLlm(LanguageModel):
             gguf = _gguf_path(cfg.backend)
         self.name = gguf.stem
         self.cfg = cfg
-        self._llama = llama_cpp.Llama(model_path=str(gguf), n_ctx=cfg.context_tokens, n_threads=cfg.threads,
-                                      n_threads_batch=cfg.threads, verbose=False)
-        self._lock = SharedModelLock()  # a llama context serves one generation at a time: answers first
-        self._chat = self._chat_template(llama_cpp)
+        self._gguf = gguf
+        self._contexts = [self._new_context()]   # more are made while every one is busy, up to cfg.contexts
+        self._growing = threading.Lock()
+        self._chat = self._chat_template(self._lib)
         self.can_continue = self._chat is not None
-        self._kept = KeptContexts(self._llama, llama_cpp, cfg.kept_contexts)
+        self._kept = KeptContexts(self._lib, cfg.kept_contexts)
+
+    def _new_context(self) -> "_Context":
+        llama = self._lib.Llama(model_path=str(self._gguf), n_ctx=self.cfg.context_tokens, n_threads=self.cfg.threads,
+                                n_threads_batch=self.cfg.threads, verbose=False)
+        return _Context(llama, SharedModelLock())   # one generation at a time per context: answers first
+
+    @property
+    def _llama(self):
+        """The first context (the only one a conversation alone ever uses): tokenizer and metadata too."""
+        return self._contexts[0].llama
 
     @property
     def busy(self) -> bool:
-        return self._lock.busy
+        """A request now would wait: every context is generating and no more may be made."""
+        return len(self._contexts) >= self.cfg.contexts and all(c.lock.busy for c in self._contexts)
 
     def sharing(self) -> dict:
-        return {"answers_before_drafts": self._lock.overtaken, "contexts_kept": self._kept.saved,
-                "contexts_brought_back": self._kept.restored}
+        return {"answers_before_drafts": sum(c.lock.overtaken for c in self._contexts), "contexts_kept": self._kept.saved,
+                "contexts_brought_back": self._kept.restored, "contexts": len(self._contexts)}
+
+    def reset(self) -> None:
+        """Forget every evaluated prompt (the next request evaluates its prompt from the start)."""
+        for c in self._contexts:
+            c.llama.reset()
+
+    @contextmanager
+    def _context_for(self, prompt: list[int]) -> Iterator["_Context"]:
+        """A context, held: a free one, the one that holds most of this prompt (ties: the first); a new one
+        if all are busy and fewer than ``cfg.contexts`` exist (on two cores two calls decode at once, issue
+        17); else the one that holds most, waited for (answers before drafts, ``SharedModelLock``)."""
+        with self._growing:             # picked and taken at once: two callers never pick the same free one
+            free = [c for c in self._contexts if not c.lock.busy]
+            if not free and len(self._contexts) < self.cfg.contexts:
+                self._contexts.append(self._new_context())
+                free = [self._contexts[-1]]
+            context = max(free or self._contexts, key=lambda c: c.holds(prompt))
+            if free:
+                context.lock.__enter__()    # free: taken without waiting
+        if not free:
+            context.lock.__enter__()
+        try:
+            yield context
+        finally:
+            context.lock.__exit__(None, None, None)
 
     def _chat_template(self, llama_cpp):
         """The model's own chat template (GGUF metadata), as llama-cpp-python's chat completion renders
@@ -126,79 +163,102 @@ class LlamaCppLlm(LanguageModel):
             template=template, eos_token=text(eos), bos_token=text(self._llama.token_bos()), stop_token_ids=[eos])
 
     def stream(self, messages: list[Message], cancel: threading.Event | None = None, said: str = "") -> Iterator[str]:
-        with self._lock:
-            if self._chat is None:
-                chunks = self._llama.create_chat_completion(
+        if self._chat is None:
+            context = self._contexts[0]   # llama-cpp-python's own chat format: one context, as it keeps no prompt
+            with context.lock:
+                chunks = context.llama.create_chat_completion(
                     messages=messages, stream=True, max_tokens=self.cfg.max_tokens, temperature=self.cfg.temperature,
-                    seed=0, logits_processor=no_end_before(self._llama, self.cfg.min_tokens))
-                text = lambda chunk: chunk["choices"][0]["delta"].get("content")  # noqa: E731
-            else:   # what create_chat_completion does, with the reply so far after the prompt
-                chat = self._chat(messages=messages)
-                prompt = self._llama.tokenize((chat.prompt + said).encode("utf-8"), add_bos=False, special=True)
-                self._kept.switch_to(prompt)
-                # the cache of the context keeps the prompt and the tokens a stopped reply wrote: going
-                # on from them evaluates only what differs (a token or two where the text re-tokenizes)
-                written = len(self._llama.tokenize(said.encode("utf-8"), add_bos=False)) if said else 0
-                chunks = self._llama.create_completion(
-                    prompt, stream=True, max_tokens=max(1, self.cfg.max_tokens - written),
-                    temperature=self.cfg.temperature, seed=0, stop=chat.stop, stopping_criteria=chat.stopping_criteria,
-                    logits_processor=no_end_before(self._llama, self.cfg.min_tokens - written))
-                text = lambda chunk: chunk["choices"][0]["text"]  # noqa: E731
-            try:
-                for chunk in chunks:
-                    if cancel is not None and cancel.is_set():
-                        return
-                    piece = text(chunk)
-                    if piece:
-                        yield piece
-            finally:
-                chunks.close()
+                    seed=0, logits_processor=no_end_before(context.llama, self.cfg.min_tokens))
+                yield from self._pieces(chunks, cancel, lambda chunk: chunk["choices"][0]["delta"].get("content"))
+            return
+        # what create_chat_completion does, with the reply so far after the prompt
+        chat = self._chat(messages=messages)
+        prompt = self._llama.tokenize((chat.prompt + said).encode("utf-8"), add_bos=False, special=True)
+        with self._context_for(prompt) as context:
+            llama = context.llama
+            self._kept.switch_to(llama, prompt)
+            # the cache of the context keeps the prompt and the tokens a stopped reply wrote: going
+            # on from them evaluates only what differs (a token or two where the text re-tokenizes)
+            written = len(llama.tokenize(said.encode("utf-8"), add_bos=False)) if said else 0
+            chunks = llama.create_completion(
+                prompt, stream=True, max_tokens=max(1, self.cfg.max_tokens - written),
+                temperature=self.cfg.temperature, seed=0, stop=chat.stop, stopping_criteria=chat.stopping_criteria,
+                logits_processor=no_end_before(llama, self.cfg.min_tokens - written))
+            yield from self._pieces(chunks, cancel, lambda chunk: chunk["choices"][0]["text"])
+
+    @staticmethod
+    def _pieces(chunks, cancel: threading.Event | None, text) -> Iterator[str]:
+        try:
+            for chunk in chunks:
+                if cancel is not None and cancel.is_set():
+                    return
+                piece = text(chunk)
+                if piece:
+                    yield piece
+        finally:
+            chunks.close()
+
+
+class _Context:
+    """One llama.cpp context: a KV cache that generates one reply at a time, on ``LlmConfig.threads``."""
+
+    def __init__(self, llama, lock: SharedModelLock) -> None:
+        self.llama, self.lock = llama, lock
+
+    def holds(self, prompt: list[int]) -> int:
+        """How many of the prompt's first tokens this context has evaluated (a racy read: a hint)."""
+        return self.llama.longest_token_prefix(self.llama.input_ids[:self.llama.n_tokens], prompt)
 
 
 class KeptContexts:
-    """One llama.cpp context serves every conversation of an agent, and evaluates only where a prompt
+    """The llama.cpp contexts serve every conversation of an agent, and each evaluates only where a prompt
     differs from what it holds. Conversations taking turns would each evaluate their whole history again
     (four exchanges: 2.1-2.6 s before the first token, against 0.2 s; benchmarks/llm_shared.py), so before
-    a prompt is evaluated, what the context holds is kept if another conversation's prompt is about to
-    overwrite it, and the kept context that shares most of this prompt comes back. A conversation alone
-    never switches: nothing is saved (~5 MB of KV cache and ~2 ms per switch)."""
+    a prompt is evaluated, what the context holds is kept if this prompt is about to overwrite it, and the
+    kept state that shares most of this prompt comes back (into any context: they run the same model). A
+    conversation alone never switches: nothing is saved (~5 MB of KV cache and ~2 ms per switch)."""
 
     MIN_TOKENS = 32     # a switch worth making: this many more tokens in common (a history, not a draft's tail)
     MAX_BYTES = 256 << 20   # and at most this much kept (SmolLM2: ~23 KB per token; a long call's history ~15 MB)
 
-    def __init__(self, llama, llama_cpp, most: int) -> None:
-        self._llama, self._lib, self.most = llama, llama_cpp, most
+    def __init__(self, llama_cpp, most: int) -> None:
+        self._lib, self.most = llama_cpp, most
         self._states: list = []        # llama_cpp.LlamaState, oldest first
+        self._lock = threading.Lock()  # contexts switch from their own threads
         self.saved = self.restored = 0
 
-    def switch_to(self, prompt: list[int]) -> None:
+    def switch_to(self, llama, prompt: list[int]) -> None:
         if self.most <= 0:
             return
-        common = self._llama.longest_token_prefix
-        live = self._llama.input_ids[:self._llama.n_tokens]
+        common = llama.longest_token_prefix
+        live = llama.input_ids[:llama.n_tokens]
         here = common(live, prompt)
-        if len(live) - here >= self.MIN_TOKENS:
-            self._states = [*self._states, self._save()][-self.most:]
-            while sum(s.llama_state_size for s in self._states) > self.MAX_BYTES:
-                self._states.pop(0)
-        shared, best = max(((common(s.input_ids[:s.n_tokens], prompt), s) for s in self._states),
-                           key=lambda pair: pair[0], default=(0, None))
-        if best is not None and shared >= here + self.MIN_TOKENS:
+        kept = self._save(llama) if len(live) - here >= self.MIN_TOKENS else None
+        with self._lock:
+            if kept is not None:
+                self._states = [*self._states, kept][-self.most:]
+                while sum(s.llama_state_size for s in self._states) > self.MAX_BYTES:
+                    self._states.pop(0)
+            shared, best = max(((common(s.input_ids[:s.n_tokens], prompt), s) for s in self._states),
+                               key=lambda pair: pair[0], default=(0, None))
+            if best is None or shared < here + self.MIN_TOKENS:
+                return
             self._states.remove(best)
-            self._llama.load_state(best)     # its logits are recomputed: load_state marks them stale
             self.restored += 1
+        llama.load_state(best)     # its logits are recomputed: load_state marks them stale
 
-    def _save(self):
+    def _save(self, llama):
         """``Llama.save_state`` without its copy of the logits of every token (~50 MB, unused here)."""
-        lib, ctx = self._lib, self._llama._ctx.ctx
+        lib, ctx = self._lib, llama._ctx.ctx
         size = lib.llama_state_get_size(ctx)
         buffer = (ctypes.c_uint8 * size)()
         used = lib.llama_state_get_data(ctx, buffer, size)
-        self.saved += 1
-        return lib.LlamaState(input_ids=self._llama.input_ids.copy(),
-                              scores=np.zeros((1, self._llama.n_vocab()), np.single),   # broadcast on load
-                              n_tokens=self._llama.n_tokens, llama_state=bytes(buffer)[:used],
-                              llama_state_size=used, seed=self._llama._seed)
+        with self._lock:
+            self.saved += 1
+        return lib.LlamaState(input_ids=llama.input_ids.copy(),
+                              scores=np.zeros((1, llama.n_vocab()), np.single),   # broadcast on load
+                              n_tokens=llama.n_tokens, llama_state=bytes(buffer)[:used],
+                              llama_state_size=used, seed=llama._seed)
 
 
 class OpenAiLlm(LanguageModel):
