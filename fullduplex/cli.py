@@ -32,6 +32,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="base URL of the OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 "
                         "(env FULLDUPLEX_LLM_URL); the key is read from FULLDUPLEX_LLM_KEY or OPENAI_API_KEY")
     g.add_argument("--llm-model", default=d.llm.model, help="model name sent to the endpoint (env FULLDUPLEX_LLM_MODEL)")
+    g.add_argument("--llm-contexts", type=int, default=d.llm.contexts, metavar="N",
+                   help=f"embedded LLM: up to N replies decoded at once, one core each (default {d.llm.contexts}; "
+                        "more only where cores are left for the audio path)")
     g.add_argument("--max-tokens", type=int, default=d.llm.max_tokens, help=f"longest reply in tokens (default {d.llm.max_tokens})")
     g.add_argument("--tts", choices=["piper", "espeak"], default=d.tts.backend,
                    help=f"text-to-speech: Piper en_US-joe-medium or espeak-ng (default {d.tts.backend})")
@@ -48,13 +51,16 @@ def _config_from(args: argparse.Namespace) -> Config:
         raise UserError(f"--silence-ms must be positive, not {args.silence_ms}")
     if args.max_tokens <= 0:
         raise UserError(f"--max-tokens must be positive, not {args.max_tokens}")
+    if args.llm_contexts < 1:
+        raise UserError(f"--llm-contexts must be 1 or more, not {args.llm_contexts}")
     if args.stt_partials < 0:
         raise UserError(f"--stt-partials must be 0 (only at pauses) or more seconds, not {args.stt_partials}")
     if args.turn_model and not Path(args.turn_model).is_file():
         raise UserError(f"--turn-model {args.turn_model}: no such file (a model from `fullduplex turn train`)")
     return Config().with_(
         stt={"backend": args.stt, "partial_interval_s": args.stt_partials},
-        llm={"backend": args.llm, "base_url": args.llm_url, "model": args.llm_model, "max_tokens": args.max_tokens},
+        llm={"backend": args.llm, "base_url": args.llm_url, "model": args.llm_model, "max_tokens": args.max_tokens,
+             "contexts": args.llm_contexts},
         tts={"backend": args.tts},
         turn={"silence_ms": args.silence_ms, "model": args.turn_model},
         runtime={"tail_s": getattr(args, "tail", Config().runtime.tail_s)},

@@ -69,8 +69,10 @@ class LlmConfig:
     history_turns: int = 6         # user/agent exchanges kept in the prompt
     kept_contexts: int = 16        # llama.cpp: evaluated prompts of conversations kept across the others' requests
                                    # (~5 MB each), so a conversation's history is not evaluated again (issue 17)
-    contexts: int = 2              # llama.cpp contexts (a KV cache each, the weights shared), made as calls ask at once:
-                                   # one decodes one reply on one thread, so two calls' answers decode on two cores
+    contexts: int = 1              # llama.cpp contexts (a KV cache each, the weights shared), made as calls ask at once:
+                                   # each decodes one reply on its own core. 1 on 2 cores: with 2, two calls' answers
+                                   # came no sooner at 2-4 calls and at 6 one run of two fell behind the frame clock
+                                   # (25 % late frames: both cores decoding, none for the audio path; issue 17)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pytest
 
 from fullduplex.config import DEFAULT_SYSTEM_PROMPT, LlmConfig
 from fullduplex.errors import EndpointUnreachable
-from fullduplex.models.llm import OpenAiLlm, no_end_before
+from fullduplex.models.llm import OpenAiLlm, load_llm, no_end_before
 
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": "What color is the sky on a clear day?"}]
@@ -100,11 +100,11 @@ def test_conversations_taking_turns_keep_their_evaluated_history(models):
     assert (llm._kept.saved - saved, llm._kept.restored - restored) == (2, 1), "the same call again: no switch"
 
 
-def test_two_calls_asking_at_once_decode_at_once_and_say_what_they_say_alone(models):
-    """Issue 17: one context decodes one reply on one thread; a call asking while another's reply is
-    being written gets a second context (the weights shared), so two answers decode on two cores, each
-    the reply it gets alone (fresh contexts, the same seed)."""
-    llm = models.llm
+def test_two_calls_asking_at_once_decode_at_once_and_say_what_they_say_alone():
+    """Issue 17: one context decodes one reply on one thread; with ``contexts`` 2 (more cores than this
+    project's two) a call asking while another's reply is being written gets a second context (the weights
+    shared), so two answers decode on two cores, each the reply it gets alone (fresh contexts, one seed)."""
+    llm = load_llm(LlmConfig(contexts=2))
     a, b = ([{"role": "user", "content": f"Tell me a long story about {who}."}] for who in ("a dragon", "a sailor"))
     llm.reset()
     alone = ["".join(llm.stream(a))]
