@@ -132,8 +132,8 @@ class LlamaCppLlm(LanguageModel):
     @contextmanager
     def _context_for(self, prompt: list[int]) -> Iterator["_Context"]:
         """A context, held: a free one, the one that holds most of this prompt (ties: the first); a new one
-        if all are busy and fewer than ``cfg.contexts`` exist (on two cores two calls decode at once, issue
-        17); else the one that holds most, waited for (answers before drafts, ``SharedModelLock``)."""
+        if all are busy and fewer than ``cfg.contexts`` exist (each decodes on a core of its own); else the
+        one that holds most, waited for (answers before drafts, ``SharedModelLock``)."""
         with self._growing:             # picked and taken at once: two callers never pick the same free one
             free = [c for c in self._contexts if not c.lock.busy]
             if not free and len(self._contexts) < self.cfg.contexts:

@@ -17,7 +17,8 @@ class ServerConfig:
                                    # an agent with its own limit uses that instead: Moshi's --moshi-slots
     cpu_target: float = 0.7        # share of the cores the sessions may use: the rest absorbs everyone talking at once
     cpu_cores: float | None = None  # cores to plan for (None: the CPUs this process may run on)
-    assumed_session_cpu: float = 0.5  # CPU-s per s of one conversation before any is measured (duplex measured 0.3-0.7)
+    assumed_session_cpu: float = 0.4  # CPU-s per s of one conversation before any is measured (duplex: 0.34-0.38 on the
+                                      # bench, 0.22-0.25 a call through `serve` at 2-6 two-turn calls; issue 17)
     assumed_weight_s: float = 60.0    # ... counted as this much measured conversation: a quiet first minute opens no doors
     derived_max_sessions: int = 64    # a ceiling for the derived limit (a cheap agent on a big box)
     max_message_bytes: int = 64 * 1024   # one Ogg page is at most ~64 KiB; a 20-80 ms frame is < 1 KiB
