@@ -90,7 +90,7 @@ class MoonshineStt(SpeechToText):
         transcriber = require("moonshine_voice.transcriber", "moonshine-voice==0.0.73", "Moonshine speech-to-text")
         api = require("moonshine_voice.moonshine_api", "moonshine-voice==0.0.73", "Moonshine speech-to-text")
         self._error = require("moonshine_voice.errors", "moonshine-voice==0.0.73", "Moonshine speech-to-text").MoonshineError
-        self.FORCE_UPDATE = transcriber.MOONSHINE_FLAG_FORCE_UPDATE   # transcribe now, whatever was heard since
+        self._force_update = transcriber.MOONSHINE_FLAG_FORCE_UPDATE   # transcribe now, whatever was heard since
         model_dir = package_dir("moonshine_voice", "moonshine-voice==0.0.73", "Moonshine speech-to-text") / "assets" / "tiny-en"
         if not (model_dir / "encoder_model.ort").exists():
             raise UserError(f"Moonshine's tiny-en model is missing from {model_dir}: reinstall moonshine-voice==0.0.73")
@@ -159,7 +159,7 @@ class MoonshineStream(SttStream):
         # Forced: unforced, libmoonshine skips a transcription with < 0.5 s of new audio and gives its last
         # refresh, which lacked the turn's last words at a pause ("And it's" for "And it's great joy.").
         with self._stt._lock, self._stt._helpers.charged("stt"):
-            self._stream.update_transcription(self._stt.FORCE_UPDATE)
+            self._stream.update_transcription(self._stt._force_update)
         self._changed = False
         return Transcript(self._text(), final=False)
 
