@@ -44,7 +44,7 @@ class SttConfig:
                                      # transcript (0: only when asked). Moonshine re-transcribes the whole open line each
                                      # time: refreshes every 0.6 s were nearly all its cost (0.20-0.38 CPU-s per s of a
                                      # monologue, 0.003 without), and the engine reads words only at pauses, where it
-                                     # asks for a transcript of everything heard (issue 17: a call 0.41 -> 0.32 CPU-s/s).
+                                     # asks for a transcript of everything heard (issue 17: a call 0.41 -> 0.34 CPU-s/s).
                                      # Set it for live captions while the user talks
     single_thread: bool = True     # Moonshine's ONNX runtime computes on the calling thread only. Its own pool (two more
                                    # threads) spins: it cost as much CPU again as the caller and was slower, not faster,

@@ -8,8 +8,9 @@ queue is full, a batch is dropped and counted (an event, once per turn) rather t
 Results come back through ``poll()``: the answer to ``refresh()`` (asked at a pause: "what has the
 user said up to now?", a transcription of everything heard), and partial transcripts as the recogniser
 refreshes them on its own, only where ``SttConfig.partial_interval_s`` asks for it (live captions: the
-engine reads words only at pauses, and those refreshes were most of the recogniser's CPU). A turn's stream is dropped, not finished, when the turn ends: its final
-transcript would be one more transcription of the open line that nothing reads.
+engine reads words only at pauses, and those refreshes were most of the recogniser's CPU). A turn's
+stream is dropped, not finished, when the turn ends: its final transcript would be one more
+transcription of the open line that nothing reads.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 class LanguageModel:
     name = "llm"
     can_continue = False    # stream(..., said=...) goes on from a reply it was stopped in
-    busy = False            # a request now would wait for another conversation's (one shared context)
+    busy = False            # a request now would wait for other conversations' (every context is generating)
 
     def stream(self, messages: list[Message], cancel: threading.Event | None = None, said: str = "") -> Iterator[str]:
         """The reply to ``messages``, piece by piece. ``said``: the start of the reply, written earlier by
@@ -121,8 +121,9 @@ class LlamaCppLlm(LanguageModel):
         return len(self._contexts) >= self.cfg.contexts and all(c.lock.busy for c in self._contexts)
 
     def sharing(self) -> dict:
-        return {"answers_before_drafts": sum(c.lock.overtaken for c in self._contexts), "contexts_kept": self._kept.saved,
-                "contexts_brought_back": self._kept.restored, "contexts": len(self._contexts)}
+        return {"answers_before_drafts": sum(c.lock.overtaken for c in self._contexts),
+                "contexts_kept": self._kept.saved, "contexts_brought_back": self._kept.restored,
+                "contexts": len(self._contexts)}
 
     def reset(self) -> None:
         """Forget every evaluated prompt (the next request evaluates its prompt from the start)."""

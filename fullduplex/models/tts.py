@@ -37,20 +37,20 @@ class Stop:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.stopped = False
-        self._runs: list = []      # onnxruntime.RunOptions of the runs in progress
+        self._options = None       # onnxruntime.RunOptions of the synthesis (one per piece)
 
     def stop(self) -> None:
         with self._lock:
             self.stopped = True
-            for options in self._runs:
-                options.terminate = True
+            if self._options is not None:
+                self._options.terminate = True
 
     def run_options(self, ort):
-        options = ort.RunOptions()
+        """The run options the synthesis runs with: terminated as soon as (or if already) stopped."""
         with self._lock:
-            options.terminate = self.stopped
-            self._runs.append(options)
-        return options
+            self._options = ort.RunOptions()
+            self._options.terminate = self.stopped
+            return self._options
 
 
 class TextToSpeech:
