@@ -102,3 +102,50 @@ def test_a_superseded_piece_stops_its_synthesis_and_the_next_reply_is_not_kept_w
     finally:
         voice.new_generation()
         voice.speak.close()
+
+
+def test_a_replys_later_pieces_are_synthesised_just_in_time_and_never_after_a_barge_in():
+    """A 3 s piece playing: the next one waits as text until less than ``AHEAD_S`` is left (played without
+    a gap: it is in before the first ends); a new generation drops what was still text, unsynthesised."""
+    from fullduplex.audio.frames import SAMPLE_RATE
+    from fullduplex.engines.voice import AHEAD_S
+    from fullduplex.testing.fakes import ToneTts
+    from fullduplex.testing.harness import wait_idle
+
+    made: list[tuple[int, float]] = []     # (piece index, audio left to play when it was synthesised)
+    voice = Voice("test", ToneTts(3.0), lambda kind, turn, **data: None, 30.0)
+    tts_synthesize = voice._tts.synthesize
+
+    def synthesize(text, stop=None):
+        made.append((int(text), voice._left_s))
+        yield from tts_synthesize(text, stop)
+    voice._tts.synthesize = synthesize
+    frame, played = 320, []
+
+    def play(frames: int) -> None:
+        for _ in range(frames):
+            wait_idle(voice.speak)
+            voice.collect()
+            played.append(voice.frame(frame)[0])
+    try:
+        gen = voice.new_generation()
+        voice.say(1, gen, 0, "0")
+        play(1)
+        voice.say(1, gen, 1, "1")           # 2.98 s left: not needed yet
+        wait_idle(voice.speak)
+        assert [i for i, _ in made] == [0], "the second piece waits as text"
+        play(40)
+        assert [i for i, _ in made] == [0, 1], "synthesised once less was left to play"
+        assert 2.0 < made[1][1] < AHEAD_S
+        voice.say(1, gen, 2, "2")
+        play(10)
+        voice.new_generation()               # the user barged in
+        play(300)
+        assert [i for i, _ in made] == [0, 1], "the barged-in reply's last piece was never synthesised"
+        out = np.concatenate(played)
+        start = np.flatnonzero(np.abs(out) > 0)[0]
+        assert np.all(np.abs(out[start:start + int(5.9 * SAMPLE_RATE)]).reshape(-1, 16).max(axis=1) > 0), \
+            "pieces 0 and 1 played back to back"
+    finally:
+        voice.new_generation()
+        voice.speak.close()

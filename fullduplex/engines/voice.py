@@ -7,10 +7,18 @@ audio into playback on the audio path; ``frame()`` plays one frame and reports w
 Every reply is a *generation*: ``new_generation()`` supersedes whatever was said before, and audio
 of an older generation is dropped wherever it is found (queued text is not even synthesised, and a
 synthesis in progress is stopped: the shared voice is free for the next reply at once).
+
+A reply's first piece is synthesised at once; the later ones *just in time*: each waits as text until
+less than ``AHEAD_S`` of audio is left to play, and at the shared TTS it goes behind other
+conversations' urgent requests until less than ``URGENT_S`` is left. So the one Piper session serves
+the conversation whose user is waiting first (another call's first words before this call's third
+sentence), and the pieces of a reply cut short by a barge-in are never synthesised (issue 17).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -24,6 +32,9 @@ from .playback import Playback
 from .workers import JobFailed, Worker
 
 SPEAK_DEPTH = 8      # text pieces waiting for TTS, and synthesised pieces waiting for playback
+AHEAD_S = 2.5        # a later piece is synthesised when less than this is left to play: Piper takes ~0.1-0.3 s
+                     # a sentence on a loaded 2-core box, and a piece may wait a few others' pieces at the TTS
+URGENT_S = 1.0       # ... and waits behind other conversations' urgent requests until less than this is left
 
 
 @dataclass
@@ -46,9 +57,14 @@ class Voice:
         self.playback = Playback(max_reply_s)
         self.gen = 0
         self._synthesising: tuple[int, Stop] | None = None   # (generation, its stop) of the piece in the TTS now
+        self._later: deque[tuple[Piece, Callable[[], bool] | None]] = deque()   # later pieces, not yet needed
+        self._later_lock = threading.Lock()    # said from worker threads, released from the audio path
+        self._left_s = 0.0                     # audio left to play after this frame (written by the audio path)
 
     def new_generation(self) -> int:
         self.gen += 1
+        with self._later_lock:   # an older generation's later pieces: never synthesised
+            self._later = deque(entry for entry in self._later if entry[0].gen >= self.gen)
         running = self._synthesising
         if running is not None and running[0] < self.gen:
             running[1].stop()
@@ -58,7 +74,31 @@ class Voice:
         """Queue one text piece for synthesis (worker threads only). Returns 1 if queued. A draft's piece
         (``draft_until``: whether its floor is taken) waits behind other conversations' answers at the TTS."""
         piece = Piece(turn, gen, index, text)
+        if index > 0:
+            with self._later_lock:
+                if self._later or self._left_s >= AHEAD_S:
+                    self._later.append((piece, draft_until))   # not needed yet: frame() releases it
+                    return 1
+            draft_until = self._needed(draft_until)
         return int(self.speak.submit(lambda cancel: self._synthesize(piece, draft_until), wait_s=30.0))
+
+    def _needed(self, draft_until: Callable[[], bool] | None) -> Callable[[], bool]:
+        """When a later piece becomes urgent at the shared TTS: little left to play (and, in a draft, the floor)."""
+        return lambda: self._left_s < URGENT_S and (draft_until is None or draft_until())
+
+    def _release(self) -> None:
+        """Audio path: hand the next later piece to the TTS when little is left to play and none is in it."""
+        if not self._later or self._left_s >= AHEAD_S or not self.speak.idle:
+            return
+        with self._later_lock:
+            while self._later and self._later[0][0].gen != self.gen:
+                self._later.popleft()    # superseded: never synthesised
+            if not self._later:
+                return
+            piece, draft_until = self._later[0]
+            until = self._needed(draft_until)
+            if self.speak.submit(lambda cancel: self._synthesize(piece, until)):
+                self._later.popleft()
 
     def _synthesize(self, piece: Piece, draft_until: Callable[[], bool] | None) -> Piece | None:
         if piece.gen != self.gen:
@@ -102,4 +142,6 @@ class Voice:
 
     def frame(self, n: int) -> tuple[np.ndarray, list[Any]]:
         out = self.playback.next_frame(n)
+        self._left_s = seconds(self.playback.buffered)
+        self._release()
         return out, self.playback.take_started()
