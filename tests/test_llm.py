@@ -174,3 +174,39 @@ def test_openai_backend_streams_from_a_server():
         assert auth == "Bearer k"
     finally:
         server.shutdown()
+
+
+def test_a_reply_being_spoken_lets_another_calls_answer_in_at_its_next_piece(models):
+    """Issue 17: one context, two calls. A's reply is being written when B's user finishes: A stops at the
+    next piece it hands to the voice (``llm.yielded``), B's answer starts, and A goes on from where it
+    stopped (the kept context comes back) to a whole reply."""
+    from fullduplex.audio.clock import RealClock
+    from fullduplex.config import Config
+    from fullduplex.engines import make_agent
+    from fullduplex.testing import ScriptedStack
+    agent = make_agent("streaming", ScriptedStack([], llm=models.llm), Config())
+    clock = RealClock()
+    a, b = agent.conversation(clock=clock), agent.conversation(clock=clock)
+    done = {}
+
+    def reply(conversation, key, question):
+        done[key] = conversation.generate(1, conversation.voice.new_generation(), question, models.llm,
+                                          threading.Event())
+    try:
+        first = threading.Thread(target=reply, args=(a, "a", "Tell me a long story about a dragon."))
+        first.start()
+        deadline = time.monotonic() + 30
+        while not any(e.kind == "llm.first_token" for e in a.events.snapshot()) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        reply(b, "b", "What colour is the sky?")
+        first.join(60)
+        a_events, b_events = a.events.snapshot(), b.events.snapshot()
+        a_done = next(e for e in a_events if e.kind == "llm.done")
+        b_first = next(e for e in b_events if e.kind == "llm.first_token")
+        assert any(e.kind == "llm.yielded" for e in a_events), "A let B in at a piece boundary"
+        assert b_first.t < a_done.t, "B's answer began before A's reply was written"
+        assert done["a"].pieces >= 2 and len(done["a"].reply.split()) >= 8, done["a"].reply
+        assert done["b"].reply, "B answered"
+    finally:
+        for c in (a, b):
+            c.close()

@@ -86,22 +86,36 @@ class TalkingConversation(Conversation):
                 w.pieces += self.voice.say(turn, gen, w.pieces, w.texts[w.said], draft_until)
                 w.said += 1
 
-        stopped = False
-        # ``said`` only when going on from a stopped draft: LLMs that cannot continue take no such argument
-        stream = llm.stream(self.messages(user_text), cancel, said="".join(w.tokens)) if w.tokens else \
-            llm.stream(self.messages(user_text), cancel)
-        with speculative(draft_until), closing(stream):
-            for token in stream:
-                if not w.tokens:
-                    self.emit(f"{event}.first_token", turn)
-                w.tokens.append(token)
-                self.emit(f"{event}.token", turn, text=token)
-                if self.streaming:
-                    w.texts += w.cutter.push(token)
-                    say_ready()
-                if stop_early and len(w.texts) >= say_first and not floor.is_set():
-                    stopped = True
-                    break
+        # A reply being spoken lets another conversation's waiting request have the model at each piece
+        # it hands to the voice, and goes on when its own audio runs low (``Voice.needed``): one user's
+        # third sentence does not keep another user's first words waiting (issue 17).
+        can_yield = self.streaming and getattr(llm, "can_continue", False)
+        stopped, until = False, draft_until
+        while True:
+            yielded = False
+            # ``said`` only when going on from a stopped reply: LLMs that cannot continue take no such argument
+            stream = llm.stream(self.messages(user_text), cancel, said="".join(w.tokens)) if w.tokens else \
+                llm.stream(self.messages(user_text), cancel)
+            with speculative(until), closing(stream):
+                for token in stream:
+                    if not w.tokens:
+                        self.emit(f"{event}.first_token", turn)
+                    w.tokens.append(token)
+                    self.emit(f"{event}.token", turn, text=token)
+                    said = w.said
+                    if self.streaming:
+                        w.texts += w.cutter.push(token)
+                        say_ready()
+                    if stop_early and len(w.texts) >= say_first and not floor.is_set():
+                        stopped = True
+                        break
+                    if can_yield and w.said > said and getattr(llm, "contended", False) and not cancel.is_set():
+                        yielded = True
+                        break
+            if not yielded:
+                break
+            self.emit(f"{event}.yielded", turn, tokens=len(w.tokens), gen=gen)
+            until = (lambda: self.voice.needed() and (draft_until is None or draft_until()))
         reply = "".join(w.tokens).strip()
         if stopped:
             self.emit(f"{event}.paused", turn, tokens=len(w.tokens), gen=gen)

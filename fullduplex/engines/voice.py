@@ -86,6 +86,10 @@ class Voice:
         """When a later piece becomes urgent at the shared TTS: little left to play (and, in a draft, the floor)."""
         return lambda: self._left_s < URGENT_S and (draft_until is None or draft_until())
 
+    def needed(self) -> bool:
+        """More of the reply is needed soon (the rest of a reply that let another conversation have the LLM)."""
+        return self._left_s < AHEAD_S
+
     def _release(self) -> None:
         """Audio path: hand the next later piece to the TTS when little is left to play and none is in it."""
         if not self._later or self._left_s >= AHEAD_S or not self.speak.idle:

@@ -31,6 +31,7 @@ class LanguageModel:
     name = "llm"
     can_continue = False    # stream(..., said=...) goes on from a reply it was stopped in
     busy = False            # a request now would wait for other conversations' (every context is generating)
+    contended = False       # another conversation's request waits for the model (a reply may stop and go on later)
 
     def stream(self, messages: list[Message], cancel: threading.Event | None = None, said: str = "") -> Iterator[str]:
         """The reply to ``messages``, piece by piece. ``said``: the start of the reply, written earlier by
@@ -119,6 +120,10 @@ class LlamaCppLlm(LanguageModel):
     def busy(self) -> bool:
         """A request now would wait: every context is generating and no more may be made."""
         return len(self._contexts) >= self.cfg.contexts and all(c.lock.busy for c in self._contexts)
+
+    @property
+    def contended(self) -> bool:
+        return any(c.lock.contended for c in self._contexts)
 
     def sharing(self) -> dict:
         return {"answers_before_drafts": sum(c.lock.overtaken for c in self._contexts),

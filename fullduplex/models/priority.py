@@ -65,6 +65,12 @@ class SharedModelLock:
         return next((w for w in self._waiting if w[1]()), self._waiting[0])
 
     @property
+    def contended(self) -> bool:
+        """Someone waits for the model: its holder, at a point where it can stop, should let them in."""
+        with self._cond:
+            return bool(self._waiting)
+
+    @property
     def busy(self) -> bool:
         """Someone holds or waits for the model: a request now would wait."""
         with self._cond:
