@@ -149,3 +149,27 @@ def test_a_replys_later_pieces_are_synthesised_just_in_time_and_never_after_a_ba
     finally:
         voice.new_generation()
         voice.speak.close()
+
+
+def test_a_holder_is_asked_to_let_in_an_answer_not_a_draft():
+    """``contended``: a reply being written stops at its next piece for another user's answer, not for a
+    draft (a hand-over costs a context switch, and the draft's user may never need it)."""
+    lock, floor = SharedModelLock(), threading.Event()
+    waiting = []
+
+    def wait(until):
+        def run():
+            with speculative(until), lock:
+                pass
+        waiting.append(threading.Thread(target=run))
+        waiting[-1].start()
+    with lock:
+        wait(floor.is_set)                         # a draft
+        while not lock.busy or len(lock._waiting) < 1:
+            time.sleep(0.001)
+        assert not lock.contended, "a waiting draft does not stop the holder"
+        floor.set()                                # its floor is taken: now an answer
+        assert lock.contended
+    for t in waiting:
+        t.join(5)
+    assert not lock.contended

@@ -31,7 +31,7 @@ class LanguageModel:
     name = "llm"
     can_continue = False    # stream(..., said=...) goes on from a reply it was stopped in
     busy = False            # a request now would wait for other conversations' (every context is generating)
-    contended = False       # another conversation's request waits for the model (a reply may stop and go on later)
+    contended = False       # another conversation's answer waits for the model (a reply may stop and go on later)
 
     def stream(self, messages: list[Message], cancel: threading.Event | None = None, said: str = "") -> Iterator[str]:
         """The reply to ``messages``, piece by piece. ``said``: the start of the reply, written earlier by

@@ -66,9 +66,10 @@ class SharedModelLock:
 
     @property
     def contended(self) -> bool:
-        """Someone waits for the model: its holder, at a point where it can stop, should let them in."""
+        """An urgent request (a user waiting for the answer) waits: the holder, where it can stop, lets it in.
+        Not for a waiting draft: its user may never need it, and each hand-over costs a context switch."""
         with self._cond:
-            return bool(self._waiting)
+            return any(until() for _, until in self._waiting)
 
     @property
     def busy(self) -> bool:
