@@ -74,7 +74,8 @@ class TalkingConversation(Conversation):
         ``rest`` (what it wrote), which ``say_waiting`` continues once the floor is taken; so a draft
         dropped because the user went on has cost one piece of text and speech, not the whole reply.
         Other LLMs write the whole reply and the pieces not yet said come back as text (``waiting``).
-        ``written``: go on from such a stopped draft."""
+        ``written``: go on from such a stopped draft. A reply stopped for another call's answer
+        (``llm.yielded``) goes on in this same call."""
         w = written or Written(llm, TextPieces(first_clause=self.first_clause), [], [])
         self._draft = w.tokens
         stop_early = (floor is not None and say_first > 0 and self.streaming and getattr(llm, "can_continue", False))
@@ -86,9 +87,9 @@ class TalkingConversation(Conversation):
                 w.pieces += self.voice.say(turn, gen, w.pieces, w.texts[w.said], draft_until)
                 w.said += 1
 
-        # A reply being spoken lets another conversation's waiting request have the model at each piece
-        # it hands to the voice, and goes on when its own audio runs low (``Voice.needed``): one user's
-        # third sentence does not keep another user's first words waiting (issue 17).
+        # A reply being written lets another conversation's waiting answer have the model at each piece it
+        # hands to the voice (``llm.contended``), and goes on from its words when its own audio runs low
+        # (``Voice.needed``): one user's third sentence does not keep another user's first words waiting.
         can_yield = self.streaming and getattr(llm, "can_continue", False)
         stopped, until = False, draft_until
         while True:

@@ -72,7 +72,8 @@ class Voice:
 
     def say(self, turn: int, gen: int, index: int, text: str, draft_until: Callable[[], bool] | None = None) -> int:
         """Queue one text piece for synthesis (worker threads only). Returns 1 if queued. A draft's piece
-        (``draft_until``: whether its floor is taken) waits behind other conversations' answers at the TTS."""
+        (``draft_until``: whether its floor is taken) waits behind other conversations' answers at the TTS;
+        a later piece of a reply with ``AHEAD_S`` or more still to play waits as text (``_release``)."""
         piece = Piece(turn, gen, index, text)
         if index > 0:
             with self._later_lock:
