@@ -103,7 +103,9 @@ class MoonshineStt(SpeechToText):
         # that called, with the caller's own (cputime.HelperThreads).
         self._transcriber, self._helpers = HelperThreads.spawned_by(lambda: transcriber.Transcriber(
             str(model_dir), api.ModelArch.TINY, update_interval=self.partial_interval_s))
-        self._lock = threading.Lock()  # one native transcriber; streams and whole calls take turns
+        # One native transcriber; streams and whole calls take turns. Not a pool: two Transcriber objects
+        # used from two threads at once garble each other's words (libmoonshine 0.0.73 has shared state).
+        self._lock = threading.Lock()
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         if len(audio) == 0:
