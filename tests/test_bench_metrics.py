@@ -13,7 +13,7 @@ import soundfile as sf
 
 from fullduplex.bench.metrics import (
     aggregate, backchannel_metrics, interruption_metrics, load_chunks, merge_gaps, overlap_stats,
-    score_scenario, segments_from_probs, speech_during_user, takeover, timing_histogram,
+    score_scenario, segments_from_probs, speech_during_user, speech_probabilities, takeover, timing_histogram,
     transcribe_words, turn_taking_metrics,
 )
 from fullduplex.bench.scenarios import load_suite
@@ -128,6 +128,17 @@ def test_transcribe_words_cuts_and_shifts():
     assert stt.seen == 32000 and [t for w in got for t in (w.start, w.end)] == pytest.approx([1.1, 1.3, 1.3, 1.6])
     with pytest.raises(UserError, match="word timestamps"):
         transcribe_words(np.zeros(16000, np.float32), FakeStt(Transcript("hello", [])))
+
+
+def test_a_short_agent_word_stamped_long_is_clipped_to_its_sound():
+    """A 0.15 s burst of real speech (an agent's "Uh-huh."), which FDB's VAD rule drops (segments of
+    250 ms or less), and a Whisper stamp of 1.4 s around it: clipped to the burst, it is no turn."""
+    clip, _ = sf.read(DATA / "ljspeech-LJ002-0020.wav", dtype="float32")
+    audio = np.zeros(3 * 16000, np.float32)
+    audio[32000:32000 + 2400] = clip[8000:10400]
+    assert segments_from_probs(speech_probabilities(audio), len(audio)) == [], "FDB's rule: no segment"
+    got = transcribe_words(audio, FakeStt(Transcript("Oh.", [Word("Oh.", 0.9, 2.3)])))
+    assert 1.9 < got[0].start and got[0].end - got[0].start < 0.35 and takeover(got) == 0, got
 
 
 def test_aggregate():

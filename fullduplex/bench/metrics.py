@@ -80,6 +80,7 @@ VAD_NEG_THRESHOLD = 0.35     # threshold - 0.15
 VAD_MIN_SPEECH = 4000        # 250 ms
 VAD_MIN_SILENCE = 1600       # 100 ms
 VAD_PAD = 480                # 30 ms
+CLIP_MIN_SPEECH = 1536       # 96 ms: the speech words are clipped to may be shorter than FDB's segments (see clip_to_speech)
 
 # Ours (stop latency): pauses shorter than this inside the agent's speech do not count as stopping.
 STOP_BRIDGE_S = 0.5
@@ -143,15 +144,18 @@ def transcribe_words(audio: str | os.PathLike | np.ndarray, stt=None, start_s: f
         raise UserError(f"speech-to-text {getattr(stt, 'name', stt)!r} gives no word timestamps; "
                         "the bench needs Whisper (whisper-tiny or whisper-base)")
     words = [Word(w.text, w.start, w.end) for w in transcript.words if w.text.strip()]
-    words = clip_to_speech(words, speech_segments(audio))
+    spans = segments_from_probs(speech_probabilities(audio), len(audio), min_speech=CLIP_MIN_SPEECH)
+    words = clip_to_speech(words, spans)
     return [Word(w.text, w.start + start_s, w.end + start_s) for w in words]
 
 
 def clip_to_speech(words: list[Word], segments: list[Span]) -> list[Word]:
     """Whisper's word times drift into neighbouring silence (a lone "yeah" at 3.3 s can be stamped
     2.1-3.5 s), which FDB's ASR (parakeet, tight timestamps) does not do and which would turn one short
-    word into a "turn" (>= 1 s). Each word is clipped to the VAD speech it overlaps; a word overlapping
-    no speech is kept as it is."""
+    word into a "turn" (>= 1 s). Each word is clipped to the VAD speech it overlaps — any speech of 96 ms
+    or more, not only FDB's segments of more than 250 ms: a lone 0.25 s "Uh-huh." that Whisper stamped
+    4.9-6.3 s overlapped no such segment and scored as the agent taking the floor. A word overlapping no
+    speech is kept as it is."""
     out = []
     for w in words:
         hits = [(s, e) for s, e in segments if s < w.end and e > w.start]
@@ -188,11 +192,12 @@ def speech_probabilities(audio: np.ndarray) -> np.ndarray:
     return _PROBS_CACHE[key].copy()
 
 
-def segments_from_probs(probs: np.ndarray, n_samples: int, decimals: int | None = None) -> list[Span]:
+def segments_from_probs(probs: np.ndarray, n_samples: int, decimals: int | None = None,
+                        min_speech: int = VAD_MIN_SPEECH) -> list[Span]:
     """get_speech_timestamps' rule at its defaults (no maximum segment length), in seconds.
 
     Speech opens at a chunk >= 0.5; it closes at the first chunk < 0.35 once 100 ms of such silence have
-    passed; segments of 250 ms or less are dropped; then each side is padded by 30 ms, or gaps shorter
+    passed; segments of 250 ms (``min_speech`` samples) or less are dropped; then each side is padded by 30 ms, or gaps shorter
     than 60 ms are split in the middle. ``decimals=1`` rounds like ``return_seconds=True``.
     """
     raw: list[list[int]] = []
@@ -208,10 +213,10 @@ def segments_from_probs(probs: np.ndarray, n_samples: int, decimals: int | None 
             if silence_from is None:
                 silence_from = t
             if t - silence_from >= VAD_MIN_SILENCE:
-                if silence_from - start > VAD_MIN_SPEECH:
+                if silence_from - start > min_speech:
                     raw.append([start, silence_from])
                 start = silence_from = None
-    if start is not None and n_samples - start > VAD_MIN_SPEECH:
+    if start is not None and n_samples - start > min_speech:
         raw.append([start, n_samples])
     for i, seg in enumerate(raw):
         if i == 0:
