@@ -197,8 +197,8 @@ def segments_from_probs(probs: np.ndarray, n_samples: int, decimals: int | None 
     """get_speech_timestamps' rule at its defaults (no maximum segment length), in seconds.
 
     Speech opens at a chunk >= 0.5; it closes at the first chunk < 0.35 once 100 ms of such silence have
-    passed; segments of 250 ms (``min_speech`` samples) or less are dropped; then each side is padded by 30 ms, or gaps shorter
-    than 60 ms are split in the middle. ``decimals=1`` rounds like ``return_seconds=True``.
+    passed; segments of ``min_speech`` samples (250 ms) or less are dropped; then each side is padded by
+    30 ms, or gaps shorter than 60 ms are split in the middle. ``decimals=1`` rounds like ``return_seconds=True``.
     """
     raw: list[list[int]] = []
     start = silence_from = None

@@ -16,7 +16,7 @@ from ..models.priority import speculative
 from ..models.vad import SpeechSegmenter
 from .base import Agent, Conversation
 from .text_pieces import TextPieces
-from .voice import Voice
+from .voice import AHEAD_S, Voice
 from .workers import Worker
 
 PREROLL_S = 0.3      # audio kept before the VAD's speech start: onsets are soft and the recogniser needs them
@@ -116,7 +116,7 @@ class TalkingConversation(Conversation):
             if not yielded:
                 break
             self.emit(f"{event}.yielded", turn, tokens=len(w.tokens), gen=gen)
-            until = (lambda: self.voice.needed() and (draft_until is None or draft_until()))
+            until = self.voice.needed(AHEAD_S, draft_until)
         reply = "".join(w.tokens).strip()
         if stopped:
             self.emit(f"{event}.paused", turn, tokens=len(w.tokens), gen=gen)

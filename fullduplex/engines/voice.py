@@ -80,16 +80,14 @@ class Voice:
                 if self._later or self._left_s >= AHEAD_S:
                     self._later.append((piece, draft_until))   # not needed yet: frame() releases it
                     return 1
-            draft_until = self._needed(draft_until)
+            draft_until = self.needed(URGENT_S, draft_until)
         return int(self.speak.submit(lambda cancel: self._synthesize(piece, draft_until), wait_s=30.0))
 
-    def _needed(self, draft_until: Callable[[], bool] | None) -> Callable[[], bool]:
-        """When a later piece becomes urgent at the shared TTS: little left to play (and, in a draft, the floor)."""
-        return lambda: self._left_s < URGENT_S and (draft_until is None or draft_until())
-
-    def needed(self) -> bool:
-        """More of the reply is needed soon (the rest of a reply that let another conversation have the LLM)."""
-        return self._left_s < AHEAD_S
+    def needed(self, within_s: float, draft_until: Callable[[], bool] | None = None) -> Callable[[], bool]:
+        """When more of this reply becomes urgent at a shared model (``speculative(until)``): less than
+        ``within_s`` left to play (and, in a draft, its floor taken). A later piece at the TTS: ``URGENT_S``;
+        the rest of a reply that let another conversation have the LLM: ``AHEAD_S``."""
+        return lambda: self._left_s < within_s and (draft_until is None or draft_until())
 
     def _release(self) -> None:
         """Audio path: hand the next later piece to the TTS when little is left to play and none is in it."""
@@ -101,7 +99,7 @@ class Voice:
             if not self._later:
                 return
             piece, draft_until = self._later[0]
-            until = self._needed(draft_until)
+            until = self.needed(URGENT_S, draft_until)
             if self.speak.submit(lambda cancel: self._synthesize(piece, until)):
                 self._later.popleft()
 
