@@ -12,7 +12,8 @@ For each agent, a `fullduplex serve` process on a loopback port, then:
    frames, and this generator never fell more than 0.2 s behind its own schedule. The ramp stops at the
    first level not held twice in a row. *fast*: held, and every answer within twice the one-session latency.
 Everything is bounded: one conversation lasts the recording + tail + 10 s at most. Prints numbers,
-asserts nothing. The generator shares the cores with the server (~1-2 % of a core per client for Opus).
+asserts nothing. The generator shares the cores with the server: 'gen CPU' is what its clients used (Opus,
+WebSocket), cores a real deployment's server would have to itself.
 
 Latency, in seconds from the end of the user's speech in the recording:
   heard   the first audible agent sample (in-process: in the agent's stream; through the server: as this
@@ -96,6 +97,15 @@ async def level(url: str, clips: list[tuple[np.ndarray, float]], n: int, spread:
         return {"heard": None if heard is None else heard - end_s, "events": lat and lat.get("response_s"),
                 "errors": run.errors, "gen_lag": run.max_send_lag_s, "stats": stats}
     return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def measured_level(pid: int, url: str, clips: list[tuple[np.ndarray, float]], n: int, spread: float,
+                   tail: float) -> tuple[list[dict], float, float]:
+    """One level, with the cores the server used and those this generator (the N clients) used meanwhile."""
+    server0, gen0, t0 = cpu_seconds(pid), time.process_time(), time.monotonic()
+    rows = asyncio.run(level(url, clips, n, spread, tail))
+    wall = time.monotonic() - t0
+    return rows, (cpu_seconds(pid) - server0) / wall, (time.process_time() - gen0) / wall
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -194,27 +204,23 @@ def main() -> int:
             print(f"\n{agent}: latency in-process heard {med(in_heard)} / events {med(in_events)}; through the server "
                   f"heard {med(via_heard)} / events {med(via_events)} (medians of {args.repeat})", flush=True)
             print(f"{'N':>3} {'answered':>8} {'heard med':>9} {'heard max':>9} {'events med':>10} {'late %':>6} "
-                  f"{'skip':>4} {'drop':>4} {'gen lag':>7} {'step p99':>8} {'srv CPU':>7}  held", flush=True)
+                  f"{'skip':>4} {'drop':>4} {'gen lag':>7} {'step p99':>8} {'srv CPU':>7} {'gen CPU':>7}  held", flush=True)
             print(f"{1:>3} {single['answered']:>4}/{len(one):<3} {fmt(single['heard_med']):>9} "
                   f"{fmt(single['heard_max']):>9} {fmt(single['events_med']):>10} {single['late_pct']:>6.1f} "
                   f"{single['skipped']:>4} {single['dropped']:>4} {single['gen_lag']:>7.2f} {single['step_p99']:>8.1f} "
-                  f"{'':>7}  {'yes' if single['held'] else 'NO'}", flush=True)
+                  f"{'':>7} {'':>7}  {'yes' if single['held'] else 'NO'}", flush=True)
             held = held_fast = 1 if single["held"] else 0
             fast = single["held"]
             base = single["heard_med"]
             for n in ramp if single["held"] else []:
-                cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
-                rows = asyncio.run(level(url, clips, n, args.spread, args.tail))
-                cores = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
+                rows, cores, gen_cores = measured_level(proc.pid, url, clips, n, args.spread, args.tail)
                 s = summarise(rows)
                 if not s["held"]:        # once more: one hiccup of a shared machine is not a capacity
-                    cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
-                    rows = asyncio.run(level(url, clips, n, args.spread, args.tail))
-                    cores = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
+                    rows, cores, gen_cores = measured_level(proc.pid, url, clips, n, args.spread, args.tail)
                     s = summarise(rows)
                 print(f"{n:>3} {s['answered']:>4}/{n:<3} {fmt(s['heard_med']):>9} {fmt(s['heard_max']):>9} "
                       f"{fmt(s['events_med']):>10} {s['late_pct']:>6.1f} {s['skipped']:>4} {s['dropped']:>4} "
-                      f"{s['gen_lag']:>7.2f} {s['step_p99']:>8.1f} {cores:>7.2f}  {'yes' if s['held'] else 'NO'}"
+                      f"{s['gen_lag']:>7.2f} {s['step_p99']:>8.1f} {cores:>7.2f} {gen_cores:>7.2f}  {'yes' if s['held'] else 'NO'}"
                       + (f"  errors: {s['errors'][:2]}" if s["errors"] else ""), flush=True)
                 if not s["held"]:
                     break
