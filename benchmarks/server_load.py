@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +99,15 @@ async def level(url: str, clips: list[tuple[np.ndarray, float]], n: int, spread:
         return {"heard": None if heard is None else heard - end_s, "events": lat and lat.get("response_s"),
                 "errors": run.errors, "gen_lag": run.max_send_lag_s, "stats": stats}
     return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def server_capacity(port: int) -> dict | None:
+    """What the server derived from the calls it held (``/api/status``'s capacity); None if it cannot say."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5) as r:
+            return json.load(r).get("capacity")
+    except (OSError, ValueError):
+        return None
 
 
 def measured_level(pid: int, url: str, clips: list[tuple[np.ndarray, float]], n: int, spread: float,
@@ -227,6 +238,11 @@ def main() -> int:
                 held = n
                 fast = fast and base is not None and s["heard_max"] is not None and s["heard_max"] <= 2 * base
                 held_fast = n if fast else held_fast
+            cap = server_capacity(port)
+            if cap:
+                print(f"the server's own estimate after the ramp: {cap['session_cpu_per_s']} CPU-s per s a call "
+                      f"(process / accounted {cap.get('process_over_accounted', '-')}) -> derived limit "
+                      f"{cap['derived_limit']} on {cap['cores']} cores at {cap['cpu_target']:g}", flush=True)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

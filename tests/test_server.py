@@ -152,8 +152,26 @@ def test_the_session_limit_follows_the_measured_cost():
     assert derived_limit(2, 0.7, 0.0, 64) == 64
     with pytest.raises(ValueError, match="share of the cores"):
         ServerConfig(cpu_target=1.5)
-    with pytest.raises(ValueError, match="max_sessions"):
-        ServerConfig(max_sessions=0)
+
+
+def test_the_limit_counts_what_the_process_spends_beside_the_models():
+    """The event loop and the frame threads cost the server CPU no model section is charged: measured
+    while calls are held, it scales the cost; model loading and idle time between calls do not count."""
+    process = [0.0]
+    cost = SessionCost(ServerConfig(cpu_cores=2, cpu_target=0.7, assumed_weight_s=0), process_cpu=lambda: process[0])
+    assert cost.estimate().overhead == 1.0
+    process[0] += 100.0                       # models loading, no call held
+    assert cost.estimate([(0.0, 0.0)]).overhead == 1.0
+    process[0] += 4.0
+    assert cost.estimate([(3.0, 20.0)]).overhead == 1.0, "too little measured to trust a ratio"
+    process[0] += 21.0                        # 80 s more of the call: 17 CPU-s in the models, 21 in the process
+    est = cost.estimate([(20.0, 100.0)])
+    assert est.overhead == pytest.approx(25 / 20)
+    assert est.cost == pytest.approx(0.2 * 1.25) and est.limit == 5, "2 x 0.7 / 0.25, not / 0.2 (7)"
+    cost.add_ended(cpu_s=20.0, conversation_s=100.0)
+    process[0] += 50.0                        # idle after the call
+    assert cost.estimate().overhead == pytest.approx(1.25)
+    assert cost.estimate([(0.0, 0.0)]).overhead == pytest.approx(1.25)
 
 
 # -- one conversation through the server -----------------------------------------------------------

@@ -78,6 +78,7 @@ class ServerState:
         est = self.cost.estimate(self._held_cost())
         return {"max_sessions": self.max_sessions, "limit": self.limit_source, "cores": self.cost.cores,
                 "cpu_target": self.scfg.cpu_target, "session_cpu_per_s": round(est.cost, 4),
+                "process_over_accounted": round(est.overhead, 3),
                 "measured_s": round(est.measured_s, 1), "derived_limit": est.limit}
 
     def try_acquire(self) -> bool:
