@@ -67,15 +67,15 @@ class ServerState:
         source = self.limit_source
         if source == "agent":
             return self.agent.capacity
-        return self.scfg.max_sessions if source == "set" else self.cost.estimate(self._held_cost()).limit
+        return self.scfg.max_sessions if source == "set" else self.cost.estimate(self.held_cost()).limit
 
-    def _held_cost(self) -> list[tuple[float, float]]:
+    def held_cost(self) -> list[tuple[float, float]]:
         """(accounted CPU s, conversation s) of each session held now."""
         return [(c.session.conversation.cpu.total_s, c.session.loop.duration_s)
                 for c in list(self.connections) if c.session is not None]
 
     def capacity(self) -> dict[str, Any]:
-        est = self.cost.estimate(self._held_cost())
+        est = self.cost.estimate(self.held_cost())
         return {"max_sessions": self.max_sessions, "limit": self.limit_source, "cores": self.cost.cores,
                 "cpu_target": self.scfg.cpu_target, "session_cpu_per_s": round(est.cost, 4),
                 "process_over_accounted": round(est.overhead, 3),
@@ -212,6 +212,7 @@ class Connection:
                 await self._close(Close.NORMAL, b"")
             st.served += 1
             st.failed += int(session.failure is not None)
+            st.cost.estimate(st.held_cost())   # a sample of the process's overhead while this call still counts
             st.cost.add_ended(session.conversation.cpu.total_s, session.loop.duration_s)
             st.recent.append(session.info())
             st.log(f"session {sid}: ended ({session.ended_reason}); {json.dumps(session.summary())}")
