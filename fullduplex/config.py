@@ -65,6 +65,9 @@ class LlmConfig:
     temperature: float = 0.3
     threads: int = 1               # llama.cpp with more threads stalls 10-45 s beside the ONNX models on 2 cores (measured here)
     context_tokens: int = 2048
+    requantize: str = "q8_0"       # the embedded SmolLM2 (shipped as Q4_1) rewritten once into the cache as Q8_0: the same
+                                   # weights, a prompt read 2.2x and decoded 1.2-1.5x as fast on one core; "": as shipped
+                                   # (models/llm.py REQUANTIZE; issue 17)
     timeout_s: float = 10.0        # HTTP backends: connect/read timeout
     history_turns: int = 6         # user/agent exchanges kept in the prompt
     kept_contexts: int = 16        # llama.cpp: evaluated prompts of conversations kept across the others' requests
