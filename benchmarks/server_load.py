@@ -65,12 +65,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(agent: str, record: str | None = None) -> tuple[subprocess.Popen, int]:
+def start_server(agent: str, record: str | None = None, extra: list[str] = ()) -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "fullduplex.cli", "serve", "--agent", agent, "--port", str(port),
-                             "--max-sessions", "64", *(["--record", record] if record else [])],
+                             "--max-sessions", "64", *(["--record", record] if record else []), *extra],
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -175,6 +175,8 @@ def main() -> int:
                          "latency is measured after each one's last speech")
     ap.add_argument("--tail", type=float, default=6.0, help="silence streamed after the speech (s)")
     ap.add_argument("--spread", type=float, default=1.0, help="client start times are spread over this (s)")
+    ap.add_argument("--serve-args", default="", metavar="ARGS",
+                    help="more options for `fullduplex serve`, e.g. \"--llm-format shipped\" (split on spaces)")
     ap.add_argument("--record", default=None, metavar="DIR",
                     help="the server records every session here (stereo WAV + timeline: where an answer waited)")
     args = ap.parse_args()
@@ -202,7 +204,7 @@ def main() -> int:
     summary = []
     for agent in agents:
         in_heard, in_events = in_process(agent, tailed, end_s, args.repeat)
-        proc, port = start_server(agent, args.record)
+        proc, port = start_server(agent, args.record, args.serve_args.split())
         url = f"ws://127.0.0.1:{port}/api/chat"
         try:
             one = [r for _ in range(args.repeat) for r in asyncio.run(level(url, clips[:1], 1, 0, args.tail))]
