@@ -33,6 +33,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -51,6 +52,7 @@ from fullduplex.server.client import converse, first_sound  # noqa: E402
 THRESHOLD_DB = -45.0
 MAX_LATE_PCT = 5.0
 MAX_GEN_LAG_S = 0.2
+LOG_DIR = Path(tempfile.gettempdir())   # where the server's stderr is kept
 
 
 def speech_end(audio: np.ndarray) -> float:
@@ -65,6 +67,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_log(agent: str, port: int) -> Path:
+    return LOG_DIR / f"fullduplex-server-{agent}-{port}.log"
+
+
+def keep_log(stream, path: Path) -> None:
+    """The server's stderr, line by line into ``path``: what to read when a level goes wrong."""
+    with open(path, "w") as log:
+        for line in stream:
+            log.write(line)
+            log.flush()
+
+
 def start_server(agent: str, record: str | None = None, extra: list[str] = ()) -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -76,7 +90,7 @@ def start_server(agent: str, record: str | None = None, extra: list[str] = ()) -
     while time.monotonic() < deadline:
         line = proc.stderr.readline()
         if "serving agent" in line:
-            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            threading.Thread(target=keep_log, args=(proc.stderr, server_log(agent, port)), daemon=True).start()
             return proc, port
         if not line and proc.poll() is not None:
             break
@@ -136,6 +150,7 @@ def summarise(rows: list[dict]) -> dict:
             "heard_med": statistics.median(heard) if heard else None, "heard_max": max(heard) if heard else None,
             "events_med": statistics.median(events) if events else None,
             "step_p99": max((s.get("step_p99_ms", 0) for s in stats), default=0), "held": held,
+            "no_turn": sum(1 for r in ok if r["events"] is None),
             "errors": [r.get("error") or r["errors"] for r in rows if r not in ok]}
 
 
@@ -235,6 +250,9 @@ def main() -> int:
                       f"{fmt(s['events_med']):>10} {s['late_pct']:>6.1f} {s['skipped']:>4} {s['dropped']:>4} "
                       f"{s['gen_lag']:>7.2f} {s['step_p99']:>8.1f} {cores:>7.2f} {gen_cores:>7.2f}  {'yes' if s['held'] else 'NO'}"
                       + (f"  errors: {s['errors'][:2]}" if s["errors"] else ""), flush=True)
+                if s["no_turn"]:
+                    print(f"    {s['no_turn']} call(s) got no answer (no latency message); the server's log: "
+                          f"{server_log(agent, port)}", flush=True)
                 if not s["held"]:
                     break
                 held = n
