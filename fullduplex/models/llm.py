@@ -99,14 +99,19 @@ def requantized(llama_cpp, gguf: Path, fmt: str) -> Path:
     target = cache_dir() / f"{gguf.stem}.{fmt}.gguf"
     if target.exists() and target.stat().st_mtime >= gguf.stat().st_mtime:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
-    if not quantize(llama_cpp, gguf, tmp, REQUANTIZE[fmt]) or not tmp.exists():
-        tmp.unlink(missing_ok=True)
-        print(f"fullduplex: could not rewrite {gguf.name} as {fmt}; using it as shipped", file=sys.stderr)
-        return gguf
-    os.replace(tmp, target)
-    return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if quantize(llama_cpp, gguf, tmp, REQUANTIZE[fmt]) and tmp.exists():
+            os.replace(tmp, target)
+            return target
+        why = "llama.cpp could not write it"
+    except OSError as e:      # a read-only or full cache: the agent still runs, a little slower
+        why = str(e)
+    tmp.unlink(missing_ok=True)
+    print(f"fullduplex: could not rewrite {gguf.name} as {fmt} in {target.parent} ({why}); using it as shipped "
+          f"(set FULLDUPLEX_CACHE to a writable folder)", file=sys.stderr)
+    return gguf
 
 
 def no_end_before(llama, n: int):
