@@ -8,15 +8,15 @@ anything is measured that is the estimate, and a quiet first minute cannot open 
 
     floor(cores * cpu_target / c), at least 1, at most derived_max_sessions
 
+and a client beyond it is refused with 'busy' (0x05, close 1013) before the held calls slow down.
+Held calls are never cut when the estimate rises: only new ones are refused. ``--max-sessions``
+(``ServerConfig.max_sessions``) overrides it; an agent with its own limit (Moshi's slots) wins.
+
 The models' sections are not all a call costs its server: the event loop (WebSocket, Ogg pages), every
 session's frame thread and the interpreter around them take 15-30 % more (2 cores, 8-10 two-turn calls:
 0.137 accounted against 0.15-0.18 CPU-s/s of the whole process; issue 17). So ``c`` is scaled by the
 process's CPU over the accounted CPU, both counted while sessions are held (``process_cpu``); a limit
 from the accounted cost alone admitted the call that made the box fall behind its frame clock.
-
-and a client beyond it is refused with 'busy' (0x05, close 1013) before the held calls slow down.
-Held calls are never cut when the estimate rises: only new ones are refused. ``--max-sessions``
-(``ServerConfig.max_sessions``) overrides it; an agent with its own limit (Moshi's slots) wins.
 """
 
 from __future__ import annotations
