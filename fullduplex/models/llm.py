@@ -175,6 +175,7 @@ class LlamaCppLlm(LanguageModel):
 
     def sharing(self) -> dict:
         return {"answers_before_drafts": sum(c.lock.overtaken for c in self._contexts),
+                "locks": [c.lock.state() for c in self._contexts],
                 "contexts_kept": self._kept.saved, "contexts_brought_back": self._kept.restored,
                 "contexts": len(self._contexts)}
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+import sys
 import threading
+import time
+import traceback
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -40,6 +43,7 @@ class SharedModelLock:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._held = False
+        self._holder: tuple[int, str, float] | None = None   # (thread id, name, since): who has the model now
         self._waiting: list[tuple[int, Callable[[], bool]]] = []
         self._arrivals = itertools.count()
         self.overtaken = 0     # hand-overs where an urgent request went before an earlier speculative one
@@ -54,12 +58,28 @@ class SharedModelLock:
                 self.overtaken += 1
             self._waiting.remove(me)
             self._held = True
+            thread = threading.current_thread()
+            self._holder = (thread.ident, thread.name, time.monotonic())
         return self
 
     def __exit__(self, *exc) -> None:
         with self._cond:
             self._held = False
+            self._holder = None
             self._cond.notify_all()
+
+    def state(self) -> dict:
+        """Who holds the model, for how long, and what that thread is doing now (``/api/status``): a
+        model held for long by a thread that is doing something else was never given back."""
+        with self._cond:
+            holder, waiting = self._holder, len(self._waiting)
+        if holder is None:
+            return {"held": False, "waiting": waiting}
+        ident, name, since = holder
+        frame = sys._current_frames().get(ident)
+        now = traceback.format_stack(frame, limit=4)[-1].strip().splitlines()[0] if frame is not None else "ended"
+        return {"held": True, "waiting": waiting, "holder": name, "held_s": round(time.monotonic() - since, 2),
+                "holder_now": now}
 
     def _next(self) -> tuple[int, Callable[[], bool]]:
         return next((w for w in self._waiting if w[1]()), self._waiting[0])

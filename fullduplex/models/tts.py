@@ -98,7 +98,7 @@ class PiperTts(TextToSpeech):
         self.stopped = 0                 # syntheses ended early by their conversation (``Stop``)
 
     def sharing(self) -> dict:
-        return {"answers_before_drafts": self._lock.overtaken, "pieces_said_again": self.said.hits,
+        return {"answers_before_drafts": self._lock.overtaken, "lock": self._lock.state(), "pieces_said_again": self.said.hits,
                 "pieces_synthesised": self.said.misses, "syntheses_stopped": self.stopped}
 
     def synthesize(self, text: str, stop: Stop | None = None) -> Iterator[np.ndarray]:
