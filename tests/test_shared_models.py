@@ -31,7 +31,7 @@ def contend(requests: list[tuple[str, object]], lock: SharedModelLock, hold_s: f
                 with speculative(until), lock:
                     served.append(name)
             time.sleep(hold_s / 10)
-        return threading.Thread(target=run)
+        return threading.Thread(target=run, name=name)
     first = threading.Thread(target=holder)
     first.start()
     while not lock.busy:
@@ -61,6 +61,17 @@ def test_a_waiting_draft_becomes_an_answer_when_its_floor_is_taken():
     floor.set()   # taken while it waited: it now goes in its arrival order among the answers
     served = contend([("draft-a", floor.is_set), ("answer-b", None)], lock)
     assert served == ["draft-a", "answer-b"]
+
+
+def test_urgency_that_changes_between_two_looks_does_not_leave_a_free_model_unused():
+    """A reply's urgency changes while it waits (its audio ran low, then a piece topped it up). The two
+    waiters below each see the other as next when the model is freed — B sees A urgent, A sees itself
+    not urgent and B first — and each went back to sleep: every call of a loaded server then waited for
+    a free LLM for good (seen at 10 calls, issue 17). A waiter that is not next at a free model looks again."""
+    lock = SharedModelLock()
+    a_is_urgent = lambda: threading.current_thread().name == "B"   # noqa: E731  true only in B's look
+    served = contend([("B", lambda: False), ("A", a_is_urgent)], lock)
+    assert sorted(served) == ["A", "B"] and not lock.busy
 
 
 def test_one_conversation_alone_is_never_held_back():

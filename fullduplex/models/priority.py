@@ -44,6 +44,7 @@ class SharedModelLock:
         self._cond = threading.Condition()
         self._held = False
         self._holder: tuple[int, str, float] | None = None   # (thread id, name, since): who has the model now
+        self._chosen: tuple[int, Callable[[], bool]] | None = None   # the waiter the free model goes to
         self._waiting: list[tuple[int, Callable[[], bool]]] = []
         self._arrivals = itertools.count()
         self.overtaken = 0     # hand-overs where an urgent request went before an earlier speculative one
@@ -52,11 +53,22 @@ class SharedModelLock:
         me = (next(self._arrivals), _URGENT.get())
         with self._cond:
             self._waiting.append(me)
-            while self._held or self._next() is not me:
+            while True:
+                if not self._held:
+                    # The next holder is chosen once, by whoever looks first at the free model, and kept
+                    # until it takes it. Each waiter choosing for itself left a free model unused for good:
+                    # urgency changes between two looks (a reply's audio runs low, then is topped up), so
+                    # B saw A next, A saw B next, and both slept (every call of a loaded server, issue 17).
+                    if self._chosen is None:
+                        self._chosen = self._next()
+                        self._cond.notify_all()
+                    if self._chosen is me:
+                        break
                 self._cond.wait()
             if self._waiting[0] is not me:
                 self.overtaken += 1
             self._waiting.remove(me)
+            self._chosen = None
             self._held = True
             thread = threading.current_thread()
             self._holder = (thread.ident, thread.name, time.monotonic())
