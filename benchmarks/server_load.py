@@ -191,7 +191,8 @@ def main() -> int:
     ap.add_argument("--tail", type=float, default=6.0, help="silence streamed after the speech (s)")
     ap.add_argument("--spread", type=float, default=1.0, help="client start times are spread over this (s)")
     ap.add_argument("--serve-args", default="", metavar="ARGS",
-                    help="more options for `fullduplex serve`, e.g. \"--llm-format shipped\" (split on spaces)")
+                    help="more options for `fullduplex serve`, e.g. \"--llm-format shipped\" (split on spaces; the "
+                         "in-process latency phase runs the defaults)")
     ap.add_argument("--record", default=None, metavar="DIR",
                     help="the server records every session here (stereo WAV + timeline: where an answer waited)")
     args = ap.parse_args()
