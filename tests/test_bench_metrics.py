@@ -124,7 +124,8 @@ class FakeStt:
 
 def test_transcribe_words_cuts_and_shifts():
     stt = FakeStt(Transcript("hi there", [Word("hi", 0.1, 0.3), Word("there", 0.3, 0.6)]))
-    got = transcribe_words(np.zeros(16000 * 3, np.float32), stt, start_s=1.0)
+    hum = (0.01 * np.sin(np.arange(16000 * 3) * 2 * np.pi * 100 / 16000)).astype(np.float32)   # not silence
+    got = transcribe_words(hum, stt, start_s=1.0)
     assert stt.seen == 32000 and [t for w in got for t in (w.start, w.end)] == pytest.approx([1.1, 1.3, 1.3, 1.6])
     with pytest.raises(UserError, match="word timestamps"):
         transcribe_words(np.zeros(16000, np.float32), FakeStt(Transcript("hello", [])))
@@ -285,3 +286,16 @@ def test_word_times_are_clipped_to_speech():
     words = clip_to_speech([Word("Oh", 2.14, 3.54)], [(3.33, 3.646)])
     assert [(w.start, w.end) for w in words] == [(3.33, 3.54)] and takeover(words) == 0
     assert clip_to_speech([Word("x", 1.0, 2.0)], []) == [Word("x", 1.0, 2.0)], "no speech: kept as is"
+
+
+def test_a_word_written_into_digital_silence_is_no_word():
+    """Whisper wrote "Oh." over 1.4 s of an agent's silent output in the demo's pause scenario, which FDB's
+    rule scores as the agent taking the floor. A real quiet word (-45 dBFS, which the VAD may miss) stays."""
+    from fullduplex.bench.metrics import drop_silent
+    from fullduplex.models.stt import Word
+
+    audio = np.zeros(4 * 16000, np.float32)
+    t = np.arange(8000) / 16000
+    audio[16000:24000] = (0.008 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)     # ~-45 dBFS, 1.0-1.5 s
+    words = [Word("so", 1.05, 1.4), Word("Oh.", 2.2, 3.6)]
+    assert drop_silent(words, audio) == [Word("so", 1.05, 1.4)]

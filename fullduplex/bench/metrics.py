@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio.frames import SAMPLE_RATE
+from ..audio.frames import SAMPLE_RATE, rms_dbfs
 from ..audio.io import read_user_audio
 from ..config import SttConfig
 from ..errors import UserError
@@ -81,6 +81,7 @@ VAD_MIN_SPEECH = 4000        # 250 ms
 VAD_MIN_SILENCE = 1600       # 100 ms
 VAD_PAD = 480                # 30 ms
 CLIP_MIN_SPEECH = 1536       # 96 ms: the speech words are clipped to may be shorter than FDB's segments (see clip_to_speech)
+SILENT_DBFS = -70.0          # a word's span quieter than this is digital silence: no word (drop_silent)
 
 # Ours (stop latency): pauses shorter than this inside the agent's speech do not count as stopping.
 STOP_BRIDGE_S = 0.5
@@ -145,8 +146,18 @@ def transcribe_words(audio: str | os.PathLike | np.ndarray, stt=None, start_s: f
                         "the bench needs Whisper (whisper-tiny or whisper-base)")
     words = [Word(w.text, w.start, w.end) for w in transcript.words if w.text.strip()]
     spans = segments_from_probs(speech_probabilities(audio), len(audio), min_speech=CLIP_MIN_SPEECH)
-    words = clip_to_speech(words, spans)
+    words = clip_to_speech(drop_silent(words, audio), spans)
     return [Word(w.text, w.start + start_s, w.end + start_s) for w in words]
+
+
+def drop_silent(words: list[Word], audio: np.ndarray) -> list[Word]:
+    """Whisper writes words into digital silence ("Oh." over the last 1.4 s of an agent that had fallen
+    silent, scored as the agent taking the floor in the demo's pause). A word whose whole span is below
+    ``SILENT_DBFS`` has no sound to be a word of; quiet speech the VAD misses is far above it."""
+    def level(w: Word) -> float:
+        span = audio[int(w.start * SAMPLE_RATE):max(int(w.end * SAMPLE_RATE), int(w.start * SAMPLE_RATE) + 1)]
+        return rms_dbfs(span) if len(span) else -120.0
+    return [w for w in words if level(w) > SILENT_DBFS]
 
 
 def clip_to_speech(words: list[Word], segments: list[Span]) -> list[Word]:
