@@ -152,6 +152,8 @@ def test_the_session_limit_follows_the_measured_cost():
     assert derived_limit(2, 0.7, 0.0, 64) == 64
     with pytest.raises(ValueError, match="share of the cores"):
         ServerConfig(cpu_target=1.5)
+    with pytest.raises(ValueError, match="max_sessions"):
+        ServerConfig(max_sessions=0)
 
 
 def test_the_limit_counts_what_the_process_spends_beside_the_models():

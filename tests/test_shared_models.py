@@ -67,7 +67,7 @@ def test_urgency_that_changes_between_two_looks_does_not_leave_a_free_model_unus
     """A reply's urgency changes while it waits (its audio ran low, then a piece topped it up). The two
     waiters below each see the other as next when the model is freed — B sees A urgent, A sees itself
     not urgent and B first — and each went back to sleep: every call of a loaded server then waited for
-    a free LLM for good (seen at 10 calls, issue 17). A waiter that is not next at a free model looks again."""
+    a free LLM for good (seen at 10 calls, issue 17). Now the first to look at the free model chooses."""
     lock = SharedModelLock()
     a_is_urgent = lambda: threading.current_thread().name == "B"   # noqa: E731  true only in B's look
     served = contend([("B", lambda: False), ("A", a_is_urgent)], lock)

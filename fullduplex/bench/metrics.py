@@ -155,8 +155,8 @@ def drop_silent(words: list[Word], audio: np.ndarray) -> list[Word]:
     silent, scored as the agent taking the floor in the demo's pause). A word whose whole span is below
     ``SILENT_DBFS`` has no sound to be a word of; quiet speech the VAD misses is far above it."""
     def level(w: Word) -> float:
-        span = audio[int(w.start * SAMPLE_RATE):max(int(w.end * SAMPLE_RATE), int(w.start * SAMPLE_RATE) + 1)]
-        return rms_dbfs(span) if len(span) else -120.0
+        start = int(w.start * SAMPLE_RATE)
+        return rms_dbfs(audio[start:max(int(w.end * SAMPLE_RATE), start + 1)])   # beyond the audio: -120
     return [w for w in words if level(w) > SILENT_DBFS]
 
 

@@ -89,7 +89,7 @@ class SharedModelLock:
             return {"held": False, "waiting": waiting}
         ident, name, since = holder
         frame = sys._current_frames().get(ident)
-        now = traceback.format_stack(frame, limit=4)[-1].strip().splitlines()[0] if frame is not None else "ended"
+        now = traceback.format_stack(frame, limit=1)[0].strip().splitlines()[0] if frame is not None else "ended"
         return {"held": True, "waiting": waiting, "holder": name, "held_s": round(time.monotonic() - since, 2),
                 "holder_now": now}
 

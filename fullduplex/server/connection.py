@@ -76,7 +76,9 @@ class ServerState:
 
     def capacity(self) -> dict[str, Any]:
         est = self.cost.estimate(self.held_cost())
-        return {"max_sessions": self.max_sessions, "limit": self.limit_source, "cores": self.cost.cores,
+        source = self.limit_source
+        limit = est.limit if source == "derived" else self.max_sessions   # one estimate, not two
+        return {"max_sessions": limit, "limit": source, "cores": self.cost.cores,
                 "cpu_target": self.scfg.cpu_target, "session_cpu_per_s": round(est.cost, 4),
                 "process_over_accounted": round(est.overhead, 3),
                 "measured_s": round(est.measured_s, 1), "derived_limit": est.limit}
