@@ -40,7 +40,11 @@ def contend(requests: list[tuple[str, object]], lock: SharedModelLock, hold_s: f
     for name, until in requests:
         threads.append(ask(name, until))
         threads[-1].start()
-        time.sleep(hold_s)    # arrival order is the list's order
+        # Arrival order is the list's order: each waits for the model before the next starts (a 50 ms sleep
+        # between starts did not guarantee it on a busy box: one failure in a full run).
+        deadline = time.monotonic() + 5
+        while lock.state()["waiting"] < len(threads) and time.monotonic() < deadline:
+            time.sleep(0.001)
     release.set()
     for t in [first, *threads]:
         t.join(5)
