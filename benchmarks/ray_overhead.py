@@ -37,7 +37,6 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
-import sphn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -47,7 +46,8 @@ from fullduplex.audio.frames import SAMPLE_RATE  # noqa: E402
 from fullduplex.audio.resample import resample  # noqa: E402
 from fullduplex.server import protocol  # noqa: E402
 from fullduplex.errors import UserError  # noqa: E402
-from fullduplex.server.client import OPUS_FRAME, converse, first_sound, server_messages, wait_for_handshake  # noqa: E402
+from fullduplex.server.ogg import OggOpusWriter  # noqa: E402
+from fullduplex.server.client import converse, first_sound, server_messages, wait_for_handshake  # noqa: E402
 from fullduplex.server.protocol import Kind  # noqa: E402
 from fullduplex.testing import clips  # noqa: E402
 from server_load import level, speech_end, summarise  # noqa: E402  the same definition of 'held'
@@ -138,7 +138,7 @@ async def probed(url: str, audio: np.ndarray) -> dict:
                         errors.append(payload.decode("utf-8", "replace"))
 
             receiver = asyncio.create_task(receive())
-            writer = sphn.OpusStreamWriter(protocol.SAMPLE_RATE)
+            writer = OggOpusWriter(protocol.SAMPLE_RATE)
             for i in range(len(up) // n24):
                 delay = t0 + i * FRAME_MS / 1000 - time.monotonic()
                 if delay > 0:
@@ -146,7 +146,7 @@ async def probed(url: str, audio: np.ndarray) -> dict:
                 if receiver.done():
                     break
                 frame = up[i * n24:(i + 1) * n24]
-                data = b"".join(writer.append_pcm(frame[j:j + OPUS_FRAME]) for j in range(0, n24, OPUS_FRAME))
+                data = writer.append_pcm(frame)
                 if data:
                     await ws.send_bytes(bytes([Kind.AUDIO]) + data)
                 if i % PROBE_EVERY == 0:

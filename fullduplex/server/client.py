@@ -19,16 +19,15 @@ from urllib.parse import urlencode
 
 import aiohttp
 import numpy as np
-import sphn
 
 from ..audio.frames import SAMPLE_RATE, frame_samples, rms_dbfs
 from ..audio.resample import StreamResampler, resample
 from ..errors import UserError
 from ..events import Event
 from . import protocol
+from .ogg import OggOpusReader, OggOpusWriter
 from .protocol import Kind
 
-OPUS_FRAME = protocol.SAMPLE_RATE * 20 // 1000
 
 
 @dataclass
@@ -94,7 +93,7 @@ async def converse(url: str, audio: np.ndarray, *, frame_ms: int = 20, tail_s: f
     run = RemoteRun(output=np.zeros(0, np.float32), events=[])
     out = np.zeros(len(audio) + SAMPLE_RATE * 5, np.float32)
     write_pos = 0
-    reader = sphn.OpusStreamReader(protocol.SAMPLE_RATE)
+    reader = OggOpusReader(protocol.SAMPLE_RATE)
     down = StreamResampler(protocol.SAMPLE_RATE, SAMPLE_RATE)
     t_connect = time.monotonic()
     t0 = 0.0
@@ -127,7 +126,7 @@ async def converse(url: str, audio: np.ndarray, *, frame_ms: int = 20, tail_s: f
                             pcm = reader.append_bytes(payload)
                             if pcm.size == 0:
                                 continue
-                            pcm = down.push(np.asarray(pcm, np.float32).reshape(-1))
+                            pcm = down.push(pcm)
                             run.received_audio_s += len(pcm) / SAMPLE_RATE
                             arrival = int(now() * SAMPLE_RATE)
                             if arrival > write_pos:
@@ -156,7 +155,7 @@ async def converse(url: str, audio: np.ndarray, *, frame_ms: int = 20, tail_s: f
                             note("server.error", message=run.errors[-1])
 
                 receiver = asyncio.create_task(receive())
-                writer = sphn.OpusStreamWriter(protocol.SAMPLE_RATE)
+                writer = OggOpusWriter(protocol.SAMPLE_RATE)
                 frame_s = frame_ms / 1000
                 try:
                     for i in range(n_frames):
@@ -171,7 +170,7 @@ async def converse(url: str, audio: np.ndarray, *, frame_ms: int = 20, tail_s: f
                         frame = up[i * n24:(i + 1) * n24]
                         if len(frame) < n24:
                             frame = np.concatenate([frame, np.zeros(n24 - len(frame), np.float32)])
-                        data = b"".join(writer.append_pcm(frame[j:j + OPUS_FRAME]) for j in range(0, n24, OPUS_FRAME))
+                        data = writer.append_pcm(frame)
                         if data:
                             pieces = [data] if not split else [data[k:k + split] for k in range(0, len(data), split)]
                             for piece in pieces:

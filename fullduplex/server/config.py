@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ..audio.opus import OpusSettings
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -30,6 +32,7 @@ class ServerConfig:
     idle_s: float = 30.0           # a client that sends nothing for this long is disconnected
     max_lag_s: float = 0.5         # a session this far behind the clock (CPU overload) skips ahead
     max_events: int = 2000         # timeline / text messages waiting to be sent (the oldest are dropped)
+    opus: OpusSettings = OpusSettings()   # the agent's audio as the server encodes it (complexity, bitrate, frame)
     socket_sndbuf: int = 32 * 1024  # kernel send buffer per client: hidden latency when a client reads slowly
     record_dir: str | None = None  # --record: each session's stereo WAV + timeline, written as it goes
     record_flush_s: float = 1.0    # a crash loses at most this much of a recording

@@ -18,11 +18,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-import sphn
 from aiohttp import WSMsgType, web
 
 from .. import __version__
+from ..audio.opus import OpusError
 from ..audio.resample import StreamResampler
 from ..engines import Agent
 from ..errors import Busy, UserError
@@ -30,7 +29,7 @@ from ..events import Event
 from . import protocol
 from .capacity import SessionCost
 from .config import ServerConfig
-from .ogg import BadAudio, OggOpusChecker
+from .ogg import BadAudio, OggOpusReader
 from .protocol import Close, Kind, ProtocolError
 from ..audio.live_recording import SessionRecording
 from .session import ChatSession
@@ -220,8 +219,7 @@ class Connection:
             st.log(f"session {sid}: ended ({session.ended_reason}); {json.dumps(session.summary())}")
 
     async def _receive(self, session: ChatSession) -> None:
-        checker = OggOpusChecker(channels=1)
-        reader = sphn.OpusStreamReader(protocol.SAMPLE_RATE)
+        reader = OggOpusReader(protocol.SAMPLE_RATE)
         down = StreamResampler(protocol.SAMPLE_RATE, 16_000)
         while True:
             try:
@@ -233,13 +231,12 @@ class Connection:
                 if kind == Kind.AUDIO:
                     with session.conversation.cpu.measure("opus"):   # on the event loop: charged to this call
                         try:
-                            checker.feed(payload)
                             pcm = reader.append_bytes(payload)
                         except BadAudio as e:
                             raise ProtocolError("bad_audio", str(e)) from None
-                        except (ValueError, RuntimeError) as e:
+                        except OpusError as e:
                             raise ProtocolError("bad_audio", f"cannot decode the Opus stream ({e})") from None
-                        pcm = down.push(np.asarray(pcm, np.float32).reshape(-1)) if pcm.size else pcm
+                        pcm = down.push(pcm) if pcm.size else pcm
                     if pcm.size:
                         session.push_audio(pcm)
                 elif kind in (Kind.CONTROL, Kind.METADATA):

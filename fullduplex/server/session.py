@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
-import sphn
 
 from ..audio.clock import RealClock
 from ..audio.frames import SAMPLE_RATE, pop_samples, seconds, silence
@@ -39,9 +38,9 @@ from ..runtime.drive import DriveStats, drive
 from ..runtime.latency import breakdown
 from . import protocol
 from .config import ServerConfig
+from .ogg import OggOpusWriter
 from ..audio.live_recording import SessionRecording
 
-OPUS_FRAME = protocol.SAMPLE_RATE * 20 // 1000     # the encoder takes 20 ms frames at 24 kHz
 
 
 class InputBuffer:
@@ -197,9 +196,8 @@ class ChatSession:
         self._on_end = on_end
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"fullduplex-session-{sid}", daemon=True)
-        self._encoder = sphn.OpusStreamWriter(protocol.SAMPLE_RATE)
+        self._encoder = OggOpusWriter(protocol.SAMPLE_RATE, cfg.opus)
         self._upsample = StreamResampler(SAMPLE_RATE, protocol.SAMPLE_RATE)
-        self._to_encode = np.zeros(0, np.float32)
         self._encoded_bytes = 0
         self._encoded_frames = 0
         self._turn_latency_sent: set[int] = set()
@@ -305,12 +303,8 @@ class ChatSession:
                 self.stop("client stopped reading")
             return
         self._stall_since = None
-        chunk = b""
         with self.conversation.cpu.measure("opus"):
-            self._to_encode = np.concatenate([self._to_encode, self._upsample.push(out)])
-            while len(self._to_encode) >= OPUS_FRAME:
-                chunk += self._encoder.append_pcm(self._to_encode[:OPUS_FRAME])
-                self._to_encode = self._to_encode[OPUS_FRAME:]
+            chunk = self._encoder.append_pcm(self._upsample.push(out))
         self._encoded_frames += 1
         if chunk:
             self._encoded_bytes += len(chunk)
