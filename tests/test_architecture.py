@@ -349,3 +349,24 @@ def test_a_models_own_threads_are_charged_to_the_caller():
     call(b, 0.0)
     assert 0.05 <= a.by_model()["stt"] < 0.07, "its call and the spin after it"
     assert 0.03 <= b.by_model()["stt"] < 0.045, "its call only"
+
+
+def test_a_worker_closed_with_an_unread_result_does_not_outlive_its_conversation():
+    """A conversation that ends while its worker holds a result nobody reads (a full ``results``) and
+    another job finishing: ``close`` ends the thread instead of leaving it waiting on the queue for good."""
+    from fullduplex.engines.workers import Worker
+    worker = Worker("test", depth=1)
+    finishing = threading.Event()
+
+    def second(cancel):
+        finishing.wait(5)
+        return "second"
+    assert worker.submit(lambda cancel: "first")
+    deadline = time.monotonic() + 5
+    while worker.results.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert worker.submit(second)
+    finishing.set()
+    time.sleep(0.1)                    # the second result now waits for room that never comes
+    worker.close(timeout=2.0)
+    assert not worker.running, "the worker's thread still waits to hand back a result"

@@ -100,13 +100,24 @@ class Worker:
             try:
                 with self.account.measure(self.model) if self.account is not None else nullcontext():
                     result = job(self._cancel)
-                if result is not None and not self._cancel.is_set():
-                    self.results.put(result)
+                if result is not None:
+                    self._hand_back(result)
             except Exception as e:  # a failed turn is reported, the conversation goes on
-                self.results.put(JobFailed(e, traceback.format_exc(limit=4)))
+                self._hand_back(JobFailed(e, traceback.format_exc(limit=4)))
             finally:
                 with self._pending_lock:
                     self._pending -= 1
+
+    def _hand_back(self, result: Any) -> None:
+        """Wait for room in ``results`` (the conversation polls it every frame) unless cancelled: a
+        conversation that ended with an unread result closes its workers, and a thread waiting on a full
+        queue for good would outlive it (a leaked thread per such call on a long-running server)."""
+        while not self._cancel.is_set():
+            try:
+                self.results.put(result, timeout=0.05)
+                return
+            except queue.Full:
+                continue
 
     def close(self, timeout: float = 5.0) -> None:
         self.cancel()
