@@ -234,6 +234,7 @@ RAY_SESSIONS = 4
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .audio.opus import OpusSettings
     from .server.app import serve
     from .server.config import ServerConfig
 
@@ -243,9 +244,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UserError(f"--cpu-target is a share of the cores, 0 < S <= 1, not {args.cpu_target}")
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be 1..65535, not {args.port}")
+    if not 0 <= args.opus_complexity <= 10:
+        raise UserError(f"--opus-complexity is 0-10, not {args.opus_complexity}")
     origins = tuple(o.strip() for part in args.allow_origin for o in part.split(",") if o.strip())
     scfg = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, cpu_target=args.cpu_target,
-                        allow_origins=origins,
+                        allow_origins=origins, opus=OpusSettings(complexity=args.opus_complexity),
                         record_dir=args.record, static_dir=args.static,
                         **({"token": args.token} if args.token else {}))
     cfg = _config_from(args)
@@ -349,6 +352,9 @@ def _add_server_commands(sub) -> None:
     s.add_argument("--cpu-target", type=float, default=d.cpu_target, metavar="S",
                    help=f"share of the cores the sessions may use when the limit is derived (default "
                         f"{d.cpu_target:g}; the rest absorbs everyone talking at once)")
+    s.add_argument("--opus-complexity", type=int, default=d.opus.complexity, metavar="N",
+                   help=f"the agent's audio: libopus's encoder complexity 0-10 (default {d.opus.complexity}: 2.5-3 ms "
+                        "of CPU per second of speech; 10: 9-10 ms, the spectrum ~1 dB closer to the voice)")
     s.add_argument("--allow-origin", action="append", default=[],
                    help="web page origin allowed besides the server's own, e.g. http://localhost:5173 (repeatable; "
                         "'*' allows any)")
