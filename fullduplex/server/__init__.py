@@ -1,7 +1,8 @@
 """Serving agents: ``fullduplex serve`` (WebSocket on Moshi's protocol + the web client in ``static/``)
 and the protocol client the bench and tests use. (``fullduplex talk`` lives in ``runtime/talk.py``.)
 
-- ``protocol.py``: message kinds and framing; ``ogg.py``: checking the client's Ogg/Opus stream;
+- ``protocol.py``: message kinds and framing; ``ogg.py``: the Ogg/Opus stream both ways (checked, decoded,
+  encoded; libopus in ``audio/opus.py``);
 - ``session.py``: one connection = one session (a conversation on the shared agent, its clock, codec state,
   bounded queues, a thread running ``runtime.drive``);
 - ``app.py``: aiohttp routes, capacity, graceful shutdown, ``serve``; ``access.py``: token, Origin and Host checks;
