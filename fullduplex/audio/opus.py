@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,13 +49,11 @@ class OpusSettings:
 
 def _candidates() -> list[str]:
     found = []
-    try:
-        import av   # only to find the library its wheel bundles; PyAV itself is not used
-        here = Path(av.__file__).resolve().parent
+    spec = importlib.util.find_spec("av")   # found, not imported: PyAV would load all of FFmpeg
+    if spec is not None and spec.origin:
+        here = Path(spec.origin).resolve().parent
         for folder in (here.parent / "av.libs", here / ".dylibs", here.parent / "av.dylibs"):
             found += sorted(str(p) for p in folder.glob("libopus*"))
-    except ImportError:
-        pass
     system = ctypes.util.find_library("opus")
     return found + ([system] if system else [])
 
