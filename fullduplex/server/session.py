@@ -42,7 +42,6 @@ from .ogg import OggOpusWriter
 from ..audio.live_recording import SessionRecording
 
 
-
 class InputBuffer:
     """The user's audio between the network and the clock: a jitter buffer with a ceiling."""
 
