@@ -29,7 +29,6 @@ from .ogg import OggOpusReader, OggOpusWriter
 from .protocol import Kind
 
 
-
 @dataclass
 class RemoteRun:
     output: np.ndarray                       # agent audio at 16 kHz on the client's clock
