@@ -4,6 +4,8 @@ package's arrows only point downwards."""
 from __future__ import annotations
 
 import ast
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -370,3 +372,27 @@ def test_a_worker_closed_with_an_unread_result_does_not_outlive_its_conversation
     time.sleep(0.1)                    # the second result now waits for room that never comes
     worker.close(timeout=2.0)
     assert not worker.running, "the worker's thread still waits to hand back a result"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_a_server_can_run_its_model_threads_below_the_audio_path():
+    """``ServerConfig.model_nice``: workers started after ``lower_model_threads(n)`` run n below the
+    process's priority; the calling (frame loop's) thread and workers started at 0 keep theirs."""
+    from fullduplex.engines.workers import Worker, lower_model_threads
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+
+    def nice_of_a_worker() -> int:
+        worker = Worker("nice-test")
+        assert worker.submit(lambda cancel: os.getpriority(os.PRIO_PROCESS, 0))
+        deadline = time.monotonic() + 5
+        while (seen := worker.poll()) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        worker.close()
+        return seen
+    try:
+        lower_model_threads(4)
+        assert nice_of_a_worker() == min(19, base + 4)
+    finally:
+        lower_model_threads(0)
+    assert nice_of_a_worker() == base
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base, "the caller's thread keeps its priority"

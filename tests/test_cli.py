@@ -61,6 +61,8 @@ def test_wrong_channel_and_bad_numbers(tmp_path, capsys):
     assert "--stt-partials must be 0" in capsys.readouterr().err
     assert main(["serve", "--opus-complexity", "11"]) == 2       # refused before any model loads
     assert "--opus-complexity is 0-10" in capsys.readouterr().err
+    assert main(["serve", "--model-nice", "20"]) == 2
+    assert "--model-nice is 0-19" in capsys.readouterr().err
 
 
 def test_unreachable_llm_endpoint(tmp_path):

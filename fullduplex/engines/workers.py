@@ -5,11 +5,14 @@ is full the job is refused and the caller decides. Results (or a ``JobFailed``) 
 polled without blocking by ``step()``.
 ``cancel()`` sets the event that running jobs check between tokens and sentences.
 Given an ``account`` (the conversation's ``CpuAccount``), every job's thread CPU is charged to ``model``.
+A server may run every worker below the frame loop's priority (``lower_model_threads``).
 """
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
 import traceback
 from contextlib import nullcontext
@@ -19,6 +22,27 @@ from typing import Any, Callable
 from ..cputime import CpuAccount
 
 Job = Callable[[threading.Event], Any]
+
+_model_nice = 0     # how far below the process's priority workers started from now on run (Linux)
+
+
+def lower_model_threads(nice: int) -> None:
+    """Workers started from now on (the model threads: recogniser, LLM, TTS, turn model) run ``nice``
+    below the process's priority, so that when the cores are short the frame loops and the event loop
+    (the audio path) get them first. Per thread on Linux (a thread id names one thread there); elsewhere
+    it would renice the whole process, so nothing is done. Set once by a server (``ServerConfig.model_nice``)."""
+    global _model_nice
+    _model_nice = max(0, min(19, int(nice)))
+
+
+def _lower_this_thread(nice: int) -> None:
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError:     # a sandbox that forbids it: the thread keeps the process's priority
+        pass
 
 
 @dataclass(frozen=True)
@@ -42,6 +66,7 @@ class Worker:
         self._pending_lock = threading.Lock()
         self.max_depth_seen = 0        # the deepest the job queue got: measured, reported by the runner
         self.refused = 0               # submits turned away because the queue was full
+        self._nice = _model_nice
         self._thread = threading.Thread(target=self._run, name=f"fullduplex-{name}", daemon=True)
         self._thread.start()
 
@@ -92,6 +117,7 @@ class Worker:
                 self._pending -= 1
 
     def _run(self) -> None:
+        _lower_this_thread(self._nice)
         while True:
             job = self._jobs.get()
             if job is None:

@@ -24,6 +24,7 @@ from .. import __version__
 from ..audio.opus import OpusError
 from ..audio.resample import StreamResampler
 from ..engines import Agent
+from ..engines.workers import lower_model_threads
 from ..errors import Busy, UserError
 from ..events import Event
 from . import protocol
@@ -40,6 +41,7 @@ class ServerState:
 
     def __init__(self, agent: Agent, scfg: ServerConfig, log: Callable[[str], None], name: str = "") -> None:
         self.agent, self.scfg, self.log = agent, scfg, log
+        lower_model_threads(scfg.model_nice)   # this process serves calls: the audio path before the models
         self.name = name            # a Ray replica's: in every session id (ids stay unique across replicas)
         self.agent_name, self.cfg = agent.name, agent.cfg
         self.connections: set[Connection] = set()
