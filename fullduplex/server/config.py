@@ -33,9 +33,9 @@ class ServerConfig:
     max_lag_s: float = 0.5         # a session this far behind the clock (CPU overload) skips ahead
     max_events: int = 2000         # timeline / text messages waiting to be sent (the oldest are dropped)
     model_nice: int = 0            # Linux: the model threads (recogniser, LLM, TTS, turn model) run this much below the
-                                   # frame loops' priority. 5 at 12 calls on 2 cores (3 runs each, paired): late frames
-                                   # 0.1-0.5 % vs 0.5-1.1 %, step p99 6-12 vs 9-13 ms, answers 0.03-0.28 s later; 0 until
-                                   # the held rate is shown to change (issue 17)
+                                   # frame loops' priority. 5 at 12 calls on 2 cores (6 runs each, alternating): late
+                                   # frames median 0.3 % vs 0.75 %, answers heard median 1.41 s vs 1.19 s, all held; 0
+                                   # until the held rate is shown to change (issue 17)
     opus: OpusSettings = OpusSettings()   # the agent's audio as the server encodes it (complexity, bitrate, frame)
     socket_sndbuf: int = 32 * 1024  # kernel send buffer per client: hidden latency when a client reads slowly
     record_dir: str | None = None  # --record: each session's stereo WAV + timeline, written as it goes
