@@ -16,6 +16,7 @@ import pytest
 from fullduplex.config import Config
 from fullduplex.cputime import CpuAccount, HelperThreads, section
 from fullduplex.engines import make_agent
+from fullduplex.engines.workers import Worker, lower_model_threads
 from fullduplex.testing import ScriptedLlm, ScriptedStack, run_scripted
 from fullduplex.testing.fakes import InstantStt, ToneTts
 
@@ -356,7 +357,6 @@ def test_a_models_own_threads_are_charged_to_the_caller():
 def test_a_worker_closed_with_an_unread_result_does_not_outlive_its_conversation():
     """A conversation that ends while its worker holds a result nobody reads (a full ``results``) and
     another job finishing: ``close`` ends the thread instead of leaving it waiting on the queue for good."""
-    from fullduplex.engines.workers import Worker
     worker = Worker("test", depth=1)
     finishing = threading.Event()
 
@@ -378,7 +378,6 @@ def test_a_worker_closed_with_an_unread_result_does_not_outlive_its_conversation
 def test_a_server_can_run_its_model_threads_below_the_audio_path():
     """``ServerConfig.model_nice``: workers started after ``lower_model_threads(n)`` run n below the
     process's priority; the calling (frame loop's) thread and workers started at 0 keep theirs."""
-    from fullduplex.engines.workers import Worker, lower_model_threads
     base = os.getpriority(os.PRIO_PROCESS, 0)
 
     def nice_of_a_worker() -> int:

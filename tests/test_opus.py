@@ -16,6 +16,8 @@ from fullduplex.errors import UserError
 from fullduplex.server.ogg import HEADER, OggOpusChecker, OggOpusReader, OggOpusWriter, ogg_crc
 from fullduplex.testing.clips import read_clip
 
+from .test_server import ogg_page
+
 RATE = 24_000
 DATA = Path(__file__).parent / "data"
 
@@ -71,10 +73,8 @@ def test_an_undecodable_packet_and_a_missing_library_say_what_happened(monkeypat
     stream = OggOpusWriter(RATE).append_pcm(np.zeros(0, np.float32))   # the two header pages
     _, _, _, _, serial, _, _, _ = HEADER.unpack_from(stream)
     bad = bytes([0x03, 0x00])                   # Opus code 3 with no frames: not a packet
-    page = bytearray(HEADER.pack(b"OggS", 0, 0, 960, serial, 2, 0, 1)) + bytes([len(bad)]) + bad
-    page[22:26] = ogg_crc(bytes(page)).to_bytes(4, "little")
     with pytest.raises(OpusError, match="Opus decode"):
-        OggOpusReader(RATE).append_bytes(stream + bytes(page))
+        OggOpusReader(RATE).append_bytes(stream + ogg_page([bad], serial=serial, seq=2))
     opus.libopus.cache_clear()
     monkeypatch.setattr(opus, "_candidates", lambda: ["/nonexistent/libopus.so"])
     try:

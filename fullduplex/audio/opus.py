@@ -120,7 +120,7 @@ class OpusEncoder:
             raise ValueError(f"an Opus frame is {self.frame_samples} samples, not {frame.shape}")
         n = _check(self._lib.opus_encode_float(self._enc, frame.ctypes.data, self.frame_samples, self._out, MAX_PACKET),
                    "Opus encode")
-        return bytes(self._out[:n])
+        return ctypes.string_at(self._out, n)     # (slicing the ctypes array would build a list of ints)
 
     def __del__(self) -> None:
         if getattr(self, "_enc", None):

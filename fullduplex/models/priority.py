@@ -42,8 +42,7 @@ class SharedModelLock:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._held = False
-        self._holder: tuple[int, str, float] | None = None   # (thread id, name, since): who has the model now
+        self._holder: tuple[int, str, float] | None = None   # (thread id, name, since): who has the model; None: free
         self._chosen: tuple[int, Callable[[], bool]] | None = None   # the waiter the free model goes to
         self._waiting: list[tuple[int, Callable[[], bool]]] = []
         self._arrivals = itertools.count()
@@ -54,7 +53,7 @@ class SharedModelLock:
         with self._cond:
             self._waiting.append(me)
             while True:
-                if not self._held:
+                if self._holder is None:
                     # The next holder is chosen once, by whoever looks first at the free model, and kept
                     # until it takes it. Each waiter choosing for itself left a free model unused for good:
                     # urgency changes between two looks (a reply's audio runs low, then is topped up), so
@@ -69,14 +68,12 @@ class SharedModelLock:
                 self.overtaken += 1
             self._waiting.remove(me)
             self._chosen = None
-            self._held = True
             thread = threading.current_thread()
             self._holder = (thread.ident, thread.name, time.monotonic())
         return self
 
     def __exit__(self, *exc) -> None:
         with self._cond:
-            self._held = False
             self._holder = None
             self._cond.notify_all()
 
@@ -107,4 +104,4 @@ class SharedModelLock:
     def busy(self) -> bool:
         """Someone holds or waits for the model: a request now would wait."""
         with self._cond:
-            return self._held or bool(self._waiting)
+            return self._holder is not None or bool(self._waiting)
