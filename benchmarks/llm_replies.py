@@ -2,11 +2,13 @@
 
     .venv/bin/python benchmarks/llm_replies.py [--models smollm2,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b]
         [--prompts default,asr,plain] [--turns benchmarks/data/llm_turns.json] [--limit N]
-        [--out benchmarks/results/llm_replies.json]
+        [--repeat-penalty X] [--out benchmarks/results/llm_replies.json]
 
 Each model answers every user turn of benchmarks/data/llm_turns.json (dev-scenario transcripts and
-everyday requests; see benchmarks/llm_turns.py) once per system prompt, as the agent calls it: the
-agent's LlmConfig (max_tokens 60, temperature 0.3, seed 0, threads 1), one turn with no history.
+everyday requests; see benchmarks/llm_turns.py) once per system prompt, as the agent calls it: through
+the agent's own ``LlamaCppLlm`` with its LlmConfig (format, max_tokens 60, temperature 0.3, repeat
+penalty, seed 0, threads 1), one turn with no history. ``--turns benchmarks/data/llm_turns_heldout.json``:
+turns no setting was chosen on (``llm_turns.py --held-out``).
 
 A reply is **acceptable** when all three hold:
 
@@ -50,6 +52,7 @@ import re
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +63,7 @@ sys.path.insert(0, str(ROOT))
 from fullduplex.config import (ASR_SYSTEM_PROMPT, DEFAULT_SYSTEM_PROMPT, PLAIN_SYSTEM_PROMPT,  # noqa: E402
                                LlmConfig)
 from fullduplex.engines.text_pieces import TextPieces  # noqa: E402
-from fullduplex.models.llm import EMBEDDED_GGUF, _gguf_path, no_end_before  # noqa: E402
+from fullduplex.models.llm import EMBEDDED_GGUF, LlamaCppLlm, _gguf_path  # noqa: E402
 
 PROMPTS = {"default": DEFAULT_SYSTEM_PROMPT, "asr": ASR_SYSTEM_PROMPT, "plain": PLAIN_SYSTEM_PROMPT}
 JUDGE_MODEL = "qwen2.5-coder-1.5b"
@@ -161,21 +164,15 @@ def _llama(backend: str, threads: int, cfg: LlmConfig):
                            n_threads_batch=threads, verbose=False)
 
 
-def reply(llm, cfg: LlmConfig, system: str, user: str) -> dict:
-    """One streamed reply, timed as the duplex engine would see it."""
+def reply(llm: LlamaCppLlm, system: str, user: str) -> dict:
+    """One streamed reply, as the duplex engine writes and speaks it (``TalkingConversation.generate``:
+    the first piece may end at a clause, a repeated sentence stops the reply, a reply cut off by the
+    token limit does not end on half a sentence), timed as the engine would see it."""
     cutter = TextPieces(first_clause=True)  # the duplex engine's cutter
-    pieces, n, t_first, t_clause, finish = [], 0, None, None, None
+    pieces, n, t_first, t_clause = [], 0, None, None
     t0 = time.perf_counter()
-    stream = llm.create_chat_completion(messages=[{"role": "system", "content": system},
-                                                  {"role": "user", "content": user}],
-                                        stream=True, max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=0,
-                                        logits_processor=no_end_before(llm, cfg.min_tokens))
-    for chunk in stream:
-        choice = chunk["choices"][0]
-        finish = choice.get("finish_reason") or finish
-        text = choice["delta"].get("content")
-        if not text:
-            continue
+    stream = llm.stream([{"role": "system", "content": system}, {"role": "user", "content": user}])
+    for text in stream:
         now = time.perf_counter()
         n += 1
         t_first = t_first if t_first is not None else now
@@ -183,10 +180,15 @@ def reply(llm, cfg: LlmConfig, system: str, user: str) -> dict:
         if out and t_clause is None:
             t_clause = now
         pieces += out
+        if cutter.looping:
+            stream.close()
+            break
     t_end = time.perf_counter()
-    pieces += cutter.flush()
+    cut_off = n >= llm.cfg.max_tokens
+    pieces += cutter.flush(cut_off)
     t_clause = t_clause if t_clause is not None else t_end  # the whole reply was one piece: spoken at the end
-    return {"reply": " ".join(pieces), "pieces": pieces, "tokens": n, "finish": finish,
+    return {"reply": " ".join(pieces), "pieces": pieces, "tokens": n,
+            "finish": "loop" if cutter.looping else "length" if cut_off else "stop",
             "first_token_ms": round(1000 * ((t_first or t_end) - t0), 1),
             "first_clause_ms": round(1000 * (t_clause - t0), 1),
             "tok_s": round((n - 1) / (t_end - t_first), 2) if n > 1 and t_end > t_first else None}
@@ -225,6 +227,7 @@ def summarise(rows: list[dict]) -> dict:
             "first_clause_ms_median": statistics.median(clause), "first_clause_ms_p90": percentile(clause, 0.9),
             "tok_s_median": statistics.median(toks) if toks else None,
             "cut_by_max_tokens_pct": 100 * sum(r["finish"] == "length" for r in rows) / n,
+            "stopped_looping_pct": 100 * sum(r["finish"] == "loop" for r in rows) / n,
             "acceptable_strict_pct": 100 * sum(r.get("acceptable_strict", r["acceptable"]) for r in rows) / n,
             "wilson95_strict": [100 * x for x in wilson(sum(r.get("acceptable_strict", r["acceptable"]) for r in rows), n)]}
 
@@ -252,16 +255,16 @@ def generate(models: list[str], prompts: list[str], turns: list[dict], cfg: LlmC
     for model in models:
         gc.collect()
         before = rss_mb()
-        llm = _llama(model, cfg.threads, cfg)
-        reply(llm, cfg, PROMPTS[prompts[0]], "Hello, can you hear me?")  # warm-up (pages in the weights)
+        llm = LlamaCppLlm(replace(cfg, backend=model))   # the agent's own model, format and sampling
+        reply(llm, PROMPTS[prompts[0]], "Hello, can you hear me?")  # warm-up (pages in the weights)
         memory[model] = rss_mb() - before
         print(f"[{time.time() - t_start:5.0f} s] {model}: loaded, +{memory[model]:.0f} MB RSS", file=sys.stderr)
         for prompt in prompts:
             # The system prompt's KV is computed once per conversation and reused (llama.cpp's prefix cache):
             # time the steady state, with it already cached.
-            reply(llm, cfg, PROMPTS[prompt], "Hi.")
+            reply(llm, PROMPTS[prompt], "Hi.")
             for i, turn in enumerate(turns):
-                r = reply(llm, cfg, PROMPTS[prompt], turn["text"])
+                r = reply(llm, PROMPTS[prompt], turn["text"])
                 r.update(model=model, prompt=prompt, turn=turn["id"], source=turn["source"], user=turn["text"])
                 r["complete"], r["echo"] = complete(r["reply"]), echo(turn["text"], r["reply"])
                 rows.append(r)
@@ -315,6 +318,8 @@ def main() -> int:
                     help="judge the replies of an earlier --out again (no generation; keeps its timings)")
     ap.add_argument("--labels", type=Path, default=ROOT / "benchmarks" / "data" / "llm_judge_labels.json",
                     help="hand-given on-topic verdicts to check the judge against")
+    ap.add_argument("--repeat-penalty", type=float, default=None,
+                    help=f"llama.cpp's repeat penalty (default: the agent's, {LlmConfig().repeat_penalty}; 1.0: off)")
     ap.add_argument("--no-judge", action="store_true", help="generate and time only (criterion c counts as passed)")
     args = ap.parse_args()
     models, prompts = args.models.split(","), args.prompts.split(",")
@@ -324,7 +329,7 @@ def main() -> int:
     for m in models:
         if m not in EMBEDDED_GGUF:
             ap.error(f"unknown model {m!r}; choose from {', '.join(EMBEDDED_GGUF)}")
-    cfg = LlmConfig()
+    cfg = LlmConfig() if args.repeat_penalty is None else LlmConfig(repeat_penalty=args.repeat_penalty)
     check = None
     if args.replies:  # judge again the replies of an earlier run (no generation, no timing)
         earlier = json.loads(args.replies.read_text())
@@ -357,7 +362,8 @@ def main() -> int:
         args.out.write_text(json.dumps({
             "command": " ".join([Path(sys.executable).name, *sys.argv]), "turns_file": str(args.turns.relative_to(ROOT))
             if args.turns.is_relative_to(ROOT) else str(args.turns), "config": {
-                "max_tokens": cfg.max_tokens, "temperature": cfg.temperature, "threads": cfg.threads},
+                "max_tokens": cfg.max_tokens, "temperature": cfg.temperature, "threads": cfg.threads,
+                "repeat_penalty": cfg.repeat_penalty, "requantize": cfg.requantize},
             "prompts": {p: PROMPTS[p] for p in prompts}, "judge": {"model": JUDGE_MODEL, "system": JUDGE_SYSTEM,
                                                                   "prompt": JUDGE_PROMPT, "strict_log_odds": STRICT_LOG_ODDS},
             "judge_check": check if check else None, "summary": summary, "replies": rows}, indent=1, ensure_ascii=False) + "\n")

@@ -1,6 +1,7 @@
 """Build the fixed user-turn set of the chat-model comparison (benchmarks/data/llm_turns.json).
 
     .venv/bin/python benchmarks/llm_turns.py [--suite out/suite] [--out benchmarks/data/llm_turns.json]
+    .venv/bin/python benchmarks/llm_turns.py --held-out [--data ../shared/data]
 
 The turns are what the agent would receive, not what was said: each real and synthetic dev
 scenario's user speech is cut where the agent is meant to answer and transcribed with the agent's
@@ -12,6 +13,12 @@ pre-roll), so meeting audio gives fragments, as live.
   silence) and the interruption itself (what the agent answers after the barge-in);
 - synthetic turn_taking: as real turn_taking (Piper speech of fullduplex.bench.suite_synthetic's script);
 - everyday: spoken requests an embedded agent can answer without the internet, written here.
+
+``--held-out`` builds a second set instead (benchmarks/data/llm_turns_heldout.json) that no setting of
+the agent's LLM was chosen on: real speech the dev suite does not use (the 30 clips of
+``shared/data/vad/ten-vad-testset``: LibriSpeech, GigaSpeech, DNS Challenge), each transcribed whole as
+above, plus everyday requests written apart from the first set's (``EVERYDAY_HELD_OUT``, written before
+any reply to them was seen).
 
 Turns whose transcript is empty, or the same words as an earlier turn's (the pyannote sample's
 scenarios overlap), are left out (recorded in ``skipped_*``). The JSON is committed; this
@@ -59,6 +66,31 @@ EVERYDAY = [
 ]
 
 
+EVERYDAY_HELD_OUT = [
+    "How do I get rid of hiccups?",
+    "What should I pack for a weekend at the beach?",
+    "My tomato plants have yellow leaves.",
+    "Is it okay to drink coffee in the evening?",
+    "Can you remind me what a haiku is?",
+    "I just finished a marathon!",
+    "What's a quick lunch I can make at work?",
+    "How do I clean a cast iron pan?",
+    "My dog won't stop barking at night.",
+    "What's the best way to learn to play guitar?",
+    "I locked myself out of my car.",
+    "How far is the moon from the earth?",
+    "Any ideas for a first date?",
+    "Why do leaves change color in the fall?",
+    "I'm bored.",
+    "How do I calm down before a speech?",
+    "What's a good stretch for a sore back?",
+    "Can you explain what a mortgage is?",
+    "My kid has a cold. What should I do?",
+    "What's a nice way to say no to a party invitation?",
+]
+HELD_OUT_CLIPS = ("vad/ten-vad-testset",)   # not shared/data/asr: the dev suite's real scenarios use those
+
+
 def _cut(audio, start_s: float, end_s: float):
     """The span, from the VAD's first speech start less the agent's pre-roll (as the live recogniser
     gets it: Moonshine hears "You" in a leading silence)."""
@@ -75,6 +107,7 @@ def _stream_text(stt, clip) -> str:
     stream = stt.stream()
     for i in range(0, len(clip), CHUNK):
         stream.push(clip[i:i + CHUNK])
+    stream.partial()    # the engines ask at the pause (the stream refreshes only when asked: SttConfig)
     return stream.finish().text.strip()
 
 
@@ -119,12 +152,41 @@ def build(suite: Path) -> dict:
             "stt": stt.name, "turns": turns, "skipped_empty": skipped, "skipped_duplicate": duplicates}
 
 
+def build_held_out(data: Path) -> dict:
+    stt = load_stt(SttConfig(backend="moonshine"))
+    turns, skipped = [], []
+    for folder in HELD_OUT_CLIPS:
+        for wav in sorted((data / folder).glob("*.wav")):
+            audio, _ = read_user_audio(wav)
+            text = _stream_text(stt, _cut(audio, 0.0, len(audio) / SAMPLE_RATE))
+            if not text:
+                skipped.append(str(wav.relative_to(data)))
+                continue
+            turns.append({"id": f"held-out/{wav.stem}", "source": "real-clip", "text": text,
+                          "from": str(wav.relative_to(data)), "reference": None})
+            print(f"real-clip {text!r}", file=sys.stderr)
+    for i, text in enumerate(EVERYDAY_HELD_OUT):
+        turns.append({"id": f"everyday-held-out/{i:02d}", "source": "everyday", "text": text,
+                      "from": "written for this set", "reference": text})
+    return {"about": "Held-out user turns for benchmarks/llm_replies.py, built by benchmarks/llm_turns.py --held-out: "
+                     "real clips outside the dev suite transcribed by Moonshine tiny-en, plus everyday requests",
+            "stt": stt.name, "turns": turns, "skipped_empty": skipped, "skipped_duplicate": []}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", type=Path, default=ROOT / "out" / "suite")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "data" / "llm_turns.json")
+    ap.add_argument("--held-out", action="store_true",
+                    help="build the held-out set from --data instead (default out: benchmarks/data/llm_turns_heldout.json)")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     args = ap.parse_args()
-    data = build(args.suite)
+    if args.held_out:
+        if args.out == ap.get_default("out"):
+            args.out = ROOT / "benchmarks" / "data" / "llm_turns_heldout.json"
+        data = build_held_out(args.data)
+    else:
+        data = build(args.suite)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     print(f"{len(data['turns'])} turns -> {args.out} ({len(data['skipped_empty'])} empty and "

@@ -40,6 +40,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                         "weights, a prompt read 2.2x and decoded 1.2-1.5x as fast) or used as shipped "
                         f"(default {d.llm.requantize or 'shipped'})")
     g.add_argument("--max-tokens", type=int, default=d.llm.max_tokens, help=f"longest reply in tokens (default {d.llm.max_tokens})")
+    g.add_argument("--repeat-penalty", type=float, default=d.llm.repeat_penalty, metavar="X",
+                   help="embedded LLM: how much less likely a token of the last 64 is written again, so a small model "
+                        f"neither loops nor parrots the user (default {d.llm.repeat_penalty}; 1.0: off)")
     g.add_argument("--tts", choices=["piper", "espeak"], default=d.tts.backend,
                    help=f"text-to-speech: Piper en_US-joe-medium or espeak-ng (default {d.tts.backend})")
     g.add_argument("--silence-ms", type=int, default=d.turn.silence_ms,
@@ -55,6 +58,8 @@ def _config_from(args: argparse.Namespace) -> Config:
         raise UserError(f"--silence-ms must be positive, not {args.silence_ms}")
     if args.max_tokens <= 0:
         raise UserError(f"--max-tokens must be positive, not {args.max_tokens}")
+    if not 0.5 <= args.repeat_penalty <= 2.0:
+        raise UserError(f"--repeat-penalty must be between 0.5 and 2.0 (1.0: off), not {args.repeat_penalty}")
     if args.llm_contexts < 1:
         raise UserError(f"--llm-contexts must be 1 or more, not {args.llm_contexts}")
     if args.stt_partials < 0:
@@ -64,7 +69,7 @@ def _config_from(args: argparse.Namespace) -> Config:
     return Config().with_(
         stt={"backend": args.stt, "partial_interval_s": args.stt_partials},
         llm={"backend": args.llm, "base_url": args.llm_url, "model": args.llm_model, "max_tokens": args.max_tokens,
-             "contexts": args.llm_contexts, "requantize": "" if args.llm_format == "shipped" else args.llm_format},
+             "repeat_penalty": args.repeat_penalty, "contexts": args.llm_contexts, "requantize": "" if args.llm_format == "shipped" else args.llm_format},
         tts={"backend": args.tts},
         turn={"silence_ms": args.silence_ms, "model": args.turn_model},
         runtime={"tail_s": getattr(args, "tail", Config().runtime.tail_s)},

@@ -63,6 +63,9 @@ class LlmConfig:
     min_tokens: int = 8            # the end of the reply is not allowed before this many tokens (llama.cpp only):
                                    # a reply of <= 3 words is no turn to Full-Duplex-Bench ("I'm ready.")
     temperature: float = 0.3
+    repeat_penalty: float = 1.2    # llama.cpp: a token among the reply's last 64 made less likely, so the small model does
+                                   # not loop ("No, no, no, no, ..."); 1.0: off. Acceptable replies 61 -> 64 % on the dev
+                                   # turns, 40 -> 54 % on held-out ones (benchmarks/llm_replies.py; issue 15)
     threads: int = 1               # llama.cpp with more threads stalls 10-45 s beside the ONNX models on 2 cores (measured here)
     context_tokens: int = 2048
     requantize: str = "q8_0"       # the embedded SmolLM2 (shipped as Q4_1) rewritten once into the cache as Q8_0: the same

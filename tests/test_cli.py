@@ -59,6 +59,8 @@ def test_wrong_channel_and_bad_numbers(tmp_path, capsys):
     assert "--silence-ms must be positive" in capsys.readouterr().err
     assert main(["simulate", "--input", str(stereo), "--out", str(tmp_path / "o"), "--stt-partials", "-1"]) == 2
     assert "--stt-partials must be 0" in capsys.readouterr().err
+    assert main(["simulate", "--input", str(stereo), "--out", str(tmp_path / "o"), "--repeat-penalty", "0"]) == 2
+    assert "--repeat-penalty must be between" in capsys.readouterr().err
     assert main(["serve", "--opus-complexity", "11"]) == 2       # refused before any model loads
     assert "--opus-complexity is 0-10" in capsys.readouterr().err
     assert main(["serve", "--model-nice", "20"]) == 2

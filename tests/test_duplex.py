@@ -26,6 +26,17 @@ def kinds(events, kind):
     return [e for e in events if e.kind == kind]
 
 
+def test_a_looping_reply_stops_at_its_first_repeated_sentence():
+    loop = "I'm so sorry. I'm not sure. " * 8
+    stack = ScriptedStack(spans=[(0.5, 2.0)], llm=ScriptedLlm(loop.strip()))
+    stack.stt.text = "What time is it?"
+    agent, ev, out = drive(stack, 8.0)
+    assert [e.data["text"] for e in kinds(ev, "playback.piece")] == ["I'm so sorry.", "I'm not sure."]
+    (done,) = kinds(ev, "llm.done")
+    assert done.data["tokens"] <= 10, "stopped at the repeat (seen one word late), not left to write 48 words"
+    assert agent.history[-1] == {"role": "assistant", "content": "I'm so sorry. I'm not sure."}
+
+
 def test_answers_right_after_a_complete_question():
     stack = ScriptedStack(spans=[(0.5, 2.0)], llm=ScriptedLlm("It is three o'clock. Anything else?"))
     stack.stt.text = "What time is it?"

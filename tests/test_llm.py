@@ -12,7 +12,7 @@ import pytest
 
 from fullduplex.config import DEFAULT_SYSTEM_PROMPT, LlmConfig
 from fullduplex.errors import EndpointUnreachable
-from fullduplex.models.llm import OpenAiLlm, load_llm, no_end_before
+from fullduplex.models.llm import OpenAiLlm, load_llm, reply_rules
 
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": "What color is the sky on a clear day?"}]
@@ -59,8 +59,8 @@ def test_our_chat_prompt_is_llama_cpps_and_a_stopped_reply_goes_on_from_its_word
     ours = "".join(llm.stream(MESSAGES))
     llm.reset()
     theirs = "".join(c["choices"][0]["delta"].get("content") or "" for c in llm._llama.create_chat_completion(
-        messages=MESSAGES, stream=True, max_tokens=llm.cfg.max_tokens, temperature=0.0, seed=0,
-        logits_processor=no_end_before(llm._llama, llm.cfg.min_tokens)))
+        messages=MESSAGES, stream=True, max_tokens=llm.cfg.max_tokens, temperature=0.0, seed=0, repeat_penalty=llm.cfg.repeat_penalty,
+        logits_processor=reply_rules(llm._llama, llm.cfg.min_tokens)))   # the penalty by llama.cpp's sampler
     assert ours == theirs
     llm.reset()
     stream = llm.stream(MESSAGES)
@@ -82,12 +82,14 @@ def history(topic: str, turns: int = 3) -> list[dict]:
     return messages + [{"role": "user", "content": f"And what about {topic} in winter?"}]
 
 
-def test_conversations_taking_turns_keep_their_evaluated_history(models):
+def test_conversations_taking_turns_keep_their_evaluated_history(models, monkeypatch):
     """Issue 17: one context serves every call. When call B's prompt is evaluated, call A's is kept
     (not its logits: ~5 MB) and comes back at A's next request, instead of A's whole history being
     evaluated again; A's reply is the one it gets with its prompt already evaluated and no B in between.
     (A prompt evaluated afresh can part from that at a near-tie: another split of the same arithmetic.)"""
     llm = models.llm
+    # replies shorter than KeptContexts.MIN_TOKENS: asking the same again is no switch (a reply is no history)
+    monkeypatch.setattr(llm, "cfg", replace(llm.cfg, max_tokens=24))
     a, b = history("gardening"), history("sailing")
     "".join(llm.stream(a))
     alone = "".join(llm.stream(a))            # A's prompt is what the context holds now

@@ -54,6 +54,29 @@ def test_first_clause_option():
         ["This is a classic example of a backstory."], "no phrase word after 4 words: one piece"
 
 
+def test_a_repeated_sentence_ends_the_reply():
+    pieces = TextPieces(first_clause=True)
+    text = "I'm so sorry, I missed that. Could you say it again? I'm so sorry, I missed that. Could you"
+    out = [p for word in text.split(" ") for p in pieces.push(word + " ")]
+    assert out == ["I'm so sorry,", "I missed that.", "Could you say it again?"], "the second time it is not said"
+    assert pieces.looping and pieces.push("say it again? ") == [] and pieces.flush() == []
+    # a clause that comes again is no loop (only a whole sentence counts), nor is a sentence said once
+    assert split_pieces("Well, yes. Well, maybe. Okay.") == ["Well, yes.", "Well, maybe.", "Okay."]
+    assert split_pieces("No! No! Stop.") == ["No!"], "the same short sentence twice is a loop too"
+
+
+def test_a_reply_cut_off_ends_on_its_last_whole_sentence():
+    cut = TextPieces()
+    assert cut.push("Boil the egg for nine minutes. Then put it in cold water and ") == ["Boil the egg for nine minutes."]
+    assert cut.flush(cut_off=True) == [], "half a sentence after a whole one is left unsaid"
+    inside = TextPieces(first_clause=True)
+    assert inside.push("I can assist with everything from planning a wedding to") == ["I can assist with everything"]
+    assert inside.flush(cut_off=True) == ["from planning a wedding to"], "a sentence already begun goes on"
+    ended = TextPieces()
+    ended.push("Sure thing")
+    assert ended.flush() == ["Sure thing"], "a reply that ended by itself is said as written"
+
+
 class SlowTokens(ScriptedLlm):
     def stream(self, messages, cancel=None):
         for token in super().stream(messages, cancel):

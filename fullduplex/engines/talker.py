@@ -107,6 +107,8 @@ class TalkingConversation(Conversation):
                     if self.streaming:
                         w.texts += w.cutter.push(token)
                         say_ready()
+                        if w.cutter.looping:     # it began to say a sentence again: the reply is over
+                            break
                     if stop_early and len(w.texts) >= say_first and not floor.is_set():
                         stopped = True
                         break
@@ -124,7 +126,8 @@ class TalkingConversation(Conversation):
         self.emit(f"{event}.done", turn, text=reply, tokens=len(w.tokens), gen=gen)
         if cancel.is_set():
             return ThinkDone(turn, gen, user_text, reply, w.pieces)
-        w.texts += w.cutter.flush() if self.streaming else ([reply] if reply else [])
+        cut_off = len(w.tokens) >= self.cfg.llm.max_tokens
+        w.texts += w.cutter.flush(cut_off) if self.streaming else ([reply] if reply else [])
         say_ready()
         return ThinkDone(turn, gen, user_text, reply, w.pieces, tuple(w.texts[w.said:]))
 

@@ -16,6 +16,11 @@ the demo's car-repair call). The first piece is what the caller waits for, and i
 its length: each word is ~1.3 tokens of the embedded LLM (~22 ms each on this project's cores) and
 ~0.3 s of speech that Piper synthesises whole before any of it plays, so the shortest piece that
 still sounds like a phrase ("In recent years," / "I'm here to help") goes first.
+
+Two rules keep what a small model writes badly off the speaker (issue 15): a sentence the reply has
+already said is a loop starting ("I'm so sorry. I'm so sorry. I'm so sorry ..."): it and all after it
+are dropped and ``looping`` tells the writer to stop; and a reply cut off by the token limit
+(``flush(cut_off=True)``) does not end on half a sentence when a whole one was said before it.
 """
 
 from __future__ import annotations
@@ -29,11 +34,16 @@ ABBREVIATIONS = {
 }
 _SENTENCE_END = re.compile(r"(\.\.\.|…|[.!?]+)([\"'”’)\]]*)(\s+)(?=\S)")
 _NEWLINE = re.compile(r"\n+")
+_ENDS_SENTENCE = re.compile(r"[.!?…][\"'”’)\]]*$")
 _CLAUSE_END = re.compile(r"([,;:]|\s[—–-])(\s+)(?=\S)")
 PHRASE_WORDS = ("about", "after", "and", "as", "at", "because", "before", "but", "by", "for", "from", "if", "in",
                 "into", "like", "on", "or", "since", "so", "than", "that", "to", "until", "when", "where", "which",
                 "while", "with", "without")
 _PHRASE_START = re.compile(r"\s+(?=(?:%s)\s)" % "|".join(PHRASE_WORDS), re.IGNORECASE)
+
+
+def _key(sentence: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9']+", sentence.lower()))
 
 
 def _is_boundary(text: str, m: re.Match) -> bool:
@@ -61,25 +71,45 @@ class TextPieces:
         self.min_phrase_words = min_phrase_words
         self._buf = ""
         self._pieces_out = 0
+        self._sentences: set[str] = set()   # the reply's sentences so far, as _key writes them
+        self._open: list[str] = []          # the pieces out of the sentence not yet ended
+        self.looping = False                # a sentence came again: nothing more is handed out
 
     def push(self, token: str) -> list[str]:
         """Add streamed text; return the pieces it completed (in order)."""
         self._buf += token
         pieces = []
-        while (cut := self._next_cut()) is not None:
+        while not self.looping and (cut := self._next_cut()) is not None:
             piece, self._buf = self._buf[:cut].strip(), self._buf[cut:].lstrip()
-            if piece:
+            if piece and self._keep(piece):
                 pieces.append(piece)
-                self._pieces_out += 1
         return pieces
 
-    def flush(self) -> list[str]:
-        """The rest, once the stream has ended."""
+    def flush(self, cut_off: bool = False) -> list[str]:
+        """The rest, once the stream has ended. ``cut_off``: the writer stopped at its token limit, so
+        an unfinished sentence after a finished one is left unsaid (one the reply is already inside is
+        finished as far as it goes: its start was heard)."""
         piece, self._buf = self._buf.strip(), ""
-        if piece:
+        if not piece or self.looping:
+            return []
+        if cut_off and not self._open and self._pieces_out and not _ENDS_SENTENCE.search(piece):
+            return []
+        return [piece] if self._keep(piece) else []
+
+    def _keep(self, piece: str) -> bool:
+        """Count ``piece`` out, unless it is a whole sentence this reply has said (then it is looping)."""
+        self._open.append(piece)
+        if not _ENDS_SENTENCE.search(piece):
             self._pieces_out += 1
-            return [piece]
-        return []
+            return True
+        key, whole = _key(" ".join(self._open)), len(self._open) == 1
+        self._open = []
+        if whole and key in self._sentences:
+            self.looping = True
+            return False
+        self._sentences.add(key)
+        self._pieces_out += 1
+        return True
 
     def _next_cut(self) -> int | None:
         text = self._buf

@@ -114,17 +114,29 @@ def requantized(llama_cpp, gguf: Path, fmt: str) -> Path:
     return gguf
 
 
-def no_end_before(llama, n: int):
-    """llama.cpp logits processors that forbid the end-of-sequence token for a reply's first ``n`` tokens."""
-    if n <= 0:
+REPEAT_WINDOW = 64     # tokens the repeat penalty looks back over (llama.cpp's and llama-cpp-python's default)
+
+
+def reply_rules(llama, min_tokens: int, repeat_penalty: float = 1.0, written: int = 0):
+    """llama.cpp logits processors for a reply: no end-of-sequence token before its ``min_tokens``-th token,
+    and llama.cpp's repeat penalty (a logit seen among the reply's last ``REPEAT_WINDOW`` tokens divided by
+    ``repeat_penalty`` when positive, multiplied when negative). The penalty is applied here and not by
+    llama.cpp's sampler because the sampler counts only the tokens it wrote itself: a reply going on from a
+    stopped draft (``written`` of its tokens already in the prompt) would forget them and write another."""
+    if min_tokens <= written and repeat_penalty == 1.0:
         return None
-    eos, prompt = llama.token_eos(), []
+    eos, start = llama.token_eos(), []
 
     def processor(input_ids, scores):
-        if not prompt:
-            prompt.append(len(input_ids))   # the first call sees the prompt alone
-        if len(input_ids) - prompt[0] < n:
+        if not start:
+            start.append(len(input_ids) - written)   # the first call sees the prompt, the written tokens at its end
+        n = len(input_ids) - start[0]
+        if n < min_tokens:
             scores[eos] = -float("inf")
+        if repeat_penalty != 1.0 and n > 0:
+            seen = np.unique(input_ids[max(start[0], len(input_ids) - REPEAT_WINDOW):])
+            logits = scores[seen]
+            scores[seen] = np.where(logits > 0, logits / repeat_penalty, logits * repeat_penalty)
         return scores
     return [processor]
 
@@ -223,7 +235,7 @@ class LlamaCppLlm(LanguageModel):
             with context.lock:
                 chunks = context.llama.create_chat_completion(
                     messages=messages, stream=True, max_tokens=self.cfg.max_tokens, temperature=self.cfg.temperature,
-                    seed=0, logits_processor=no_end_before(context.llama, self.cfg.min_tokens))
+                    seed=0, logits_processor=reply_rules(context.llama, self.cfg.min_tokens, self.cfg.repeat_penalty))
                 yield from self._pieces(chunks, cancel, lambda chunk: chunk["choices"][0]["delta"].get("content"))
             return
         # what create_chat_completion does, with the reply so far after the prompt
@@ -238,7 +250,7 @@ class LlamaCppLlm(LanguageModel):
             chunks = llama.create_completion(
                 prompt, stream=True, max_tokens=max(1, self.cfg.max_tokens - written),
                 temperature=self.cfg.temperature, seed=0, stop=chat.stop, stopping_criteria=chat.stopping_criteria,
-                logits_processor=no_end_before(llama, self.cfg.min_tokens - written))
+                logits_processor=reply_rules(llama, self.cfg.min_tokens, self.cfg.repeat_penalty, written))
             yield from self._pieces(chunks, cancel, lambda chunk: chunk["choices"][0]["text"])
 
     @staticmethod
