@@ -115,13 +115,23 @@ async def level(url: str, clips: list[tuple[np.ndarray, float]], n: int, spread:
     return await asyncio.gather(*(one(i) for i in range(n)))
 
 
-def server_capacity(port: int) -> dict | None:
-    """What the server derived from the calls it held (``/api/status``'s capacity); None if it cannot say."""
+def server_status(port: int) -> dict:
+    """The server's ``/api/status`` ({} if it cannot say)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5) as r:
-            return json.load(r).get("capacity")
+            return json.load(r)
     except (OSError, ValueError):
-        return None
+        return {}
+
+
+def model_turns(status: dict) -> list[str]:
+    """The shared LLM's and TTS's waits and holds over the server's life (urgent: a user waiting)."""
+    models = status.get("shared_models", {})
+    locks = [(f"llm context {i}", lock) for i, lock in enumerate(models.get("llm", {}).get("locks", []))]
+    locks += [("tts", models["tts"]["lock"])] if "tts" in models else []
+    return [f"    {name} {kind}: {t['n']} turns, waited p50 {t['wait_p50_s']} / p90 {t['wait_p90_s']} s, held p50 "
+            f"{t['hold_p50_s']} / p90 {t['hold_p90_s']} s, {t['held_s']} s in all"
+            for name, lock in locks for kind, t in lock.get("turns", {}).items()]
 
 
 def measured_level(pid: int, url: str, clips: list[tuple[np.ndarray, float]], n: int, spread: float,
@@ -259,7 +269,10 @@ def main() -> int:
                 held = n
                 fast = fast and base is not None and s["heard_max"] is not None and s["heard_max"] <= 2 * base
                 held_fast = n if fast else held_fast
-            cap = server_capacity(port)
+            status = server_status(port)
+            cap = status.get("capacity")
+            for line in model_turns(status):
+                print(line, flush=True)
             if cap:
                 print(f"the server's own estimate after the ramp: {cap['session_cpu_per_s']} CPU-s per s a call "
                       f"(process / accounted {cap.get('process_over_accounted', '-')}) -> derived limit "

@@ -59,6 +59,18 @@ def test_answers_go_before_drafts_and_the_first_to_finish_is_served_first():
     assert lock.overtaken == 2 and not lock.busy
 
 
+def test_the_lock_counts_who_waited_how_long_and_who_held_it():
+    lock = SharedModelLock()
+    never = lambda: False   # noqa: E731
+    t0 = time.monotonic()
+    contend([("draft-a", never), ("answer-b", None)], lock)
+    turns = lock.state()["turns"]
+    assert turns["urgent"]["n"] == 2 and turns["other"]["n"] == 1, "the first holder (an answer) and answer-b; the draft"
+    # answer-b waited for the first holder only, the draft for both: its wait is the longer
+    assert turns["urgent"]["wait_p90_s"] <= turns["other"]["wait_p50_s"] <= time.monotonic() - t0
+    assert turns["urgent"]["held_s"] >= turns["urgent"]["hold_p90_s"] >= turns["urgent"]["hold_p50_s"] >= 0
+
+
 def test_a_waiting_draft_becomes_an_answer_when_its_floor_is_taken():
     lock = SharedModelLock()
     floor = threading.Event()

@@ -16,10 +16,12 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 _always: Callable[[], bool] = lambda: True   # noqa: E731
+TURNS_KEPT = 2000     # turns at a model kept for its wait and hold statistics
 _URGENT: contextvars.ContextVar[Callable[[], bool]] = contextvars.ContextVar("fullduplex_urgent", default=_always)
 
 
@@ -47,9 +49,13 @@ class SharedModelLock:
         self._waiting: list[tuple[int, Callable[[], bool]]] = []
         self._arrivals = itertools.count()
         self.overtaken = 0     # hand-overs where an urgent request went before an earlier speculative one
+        # the latest turns at the model: (urgent when taken, seconds waited, seconds held), for state()
+        self._turns: deque[tuple[bool, float, float]] = deque(maxlen=TURNS_KEPT)
+        self._taken: tuple[bool, float] = (False, 0.0)   # the holder's: urgent when taken, seconds it waited
 
     def __enter__(self) -> "SharedModelLock":
         me = (next(self._arrivals), _URGENT.get())
+        asked = time.monotonic()
         with self._cond:
             self._waiting.append(me)
             while True:
@@ -69,13 +75,33 @@ class SharedModelLock:
             self._waiting.remove(me)
             self._chosen = None
             thread = threading.current_thread()
-            self._holder = (thread.ident, thread.name, time.monotonic())
+            now = time.monotonic()
+            self._holder = (thread.ident, thread.name, now)
+            self._taken = (bool(me[1]()), now - asked)
         return self
 
     def __exit__(self, *exc) -> None:
         with self._cond:
+            if self._holder is not None:
+                self._turns.append((*self._taken, time.monotonic() - self._holder[2]))
             self._holder = None
             self._cond.notify_all()
+
+    def turns(self) -> dict:
+        """Waits and holds of the latest turns at the model, urgent (a user waiting) and not (a draft, a
+        reply with audio still to play): where a loaded server's answers wait (issue 17)."""
+        with self._cond:
+            turns = list(self._turns)
+        out = {}
+        for urgent, name in ((True, "urgent"), (False, "other")):
+            mine = [t for t in turns if t[0] == urgent]
+            if mine:
+                waits, holds = sorted(t[1] for t in mine), sorted(t[2] for t in mine)
+                pick = lambda xs, q: round(xs[min(len(xs) - 1, int(q * len(xs)))], 3)  # noqa: E731
+                out[name] = {"n": len(mine), "wait_p50_s": pick(waits, 0.5), "wait_p90_s": pick(waits, 0.9),
+                             "hold_p50_s": pick(holds, 0.5), "hold_p90_s": pick(holds, 0.9),
+                             "held_s": round(sum(holds), 3)}
+        return out
 
     def state(self) -> dict:
         """Who holds the model, for how long, and what that thread is doing now (``/api/status``): a
@@ -83,12 +109,12 @@ class SharedModelLock:
         with self._cond:
             holder, waiting = self._holder, len(self._waiting)
         if holder is None:
-            return {"held": False, "waiting": waiting}
+            return {"held": False, "waiting": waiting, "turns": self.turns()}
         ident, name, since = holder
         frame = sys._current_frames().get(ident)
         now = traceback.format_stack(frame, limit=1)[0].strip().splitlines()[0] if frame is not None else "ended"
         return {"held": True, "waiting": waiting, "holder": name, "held_s": round(time.monotonic() - since, 2),
-                "holder_now": now}
+                "holder_now": now, "turns": self.turns()}
 
     def _next(self) -> tuple[int, Callable[[], bool]]:
         return next((w for w in self._waiting if w[1]()), self._waiting[0])

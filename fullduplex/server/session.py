@@ -254,7 +254,10 @@ class ChatSession:
         finally:
             self._forward_events()
             if self.recording:
+                # clock_zero: the wall-clock time (Unix s) of the timeline's t = 0, so that the timelines of
+                # calls held at once line up (who had a shared model while another's answer waited)
                 self.recording.close({"agent": self.agent_name, "reason": self.ended_reason,
+                                      "clock_zero": round(time.time() - self.clock.now(), 4),
                                       **self.summary(), "queues": self._queues()})
             try:
                 self._on_end()
