@@ -71,6 +71,20 @@ def test_the_lock_counts_who_waited_how_long_and_who_held_it():
     assert turns["urgent"]["held_s"] >= turns["urgent"]["hold_p90_s"] >= turns["urgent"]["hold_p50_s"] >= 0
 
 
+def test_the_rest_of_a_reply_with_audio_to_play_waits_behind_a_users_first_words():
+    """A reply that let another call in goes on before other calls' answers only once less than
+    ``GO_ON_URGENT_S`` of its audio is left (issue 17: at 12 calls, 80 % of what the LLM wrote while an
+    answer waited was the rest of replies already playing)."""
+    from fullduplex.engines.talker import GO_ON_URGENT_S
+    voice = Voice("a", None, lambda *a, **k: None, 30.0)
+    voice._left_s = GO_ON_URGENT_S + 1.0     # a sentence still playing
+    assert contend([("rest-of-a", voice.needed(GO_ON_URGENT_S)), ("answer-b", None)], SharedModelLock()) == \
+        ["answer-b", "rest-of-a"]
+    voice._left_s = GO_ON_URGENT_S - 0.5     # about to fall silent: first come, first served
+    assert contend([("rest-of-a", voice.needed(GO_ON_URGENT_S)), ("answer-b", None)], SharedModelLock()) == \
+        ["rest-of-a", "answer-b"]
+
+
 def test_a_waiting_draft_becomes_an_answer_when_its_floor_is_taken():
     lock = SharedModelLock()
     floor = threading.Event()

@@ -16,10 +16,13 @@ from ..models.priority import speculative
 from ..models.vad import SpeechSegmenter
 from .base import Agent, Conversation
 from .text_pieces import TextPieces
-from .voice import AHEAD_S, Voice
+from .voice import Voice
 from .workers import Worker
 
 PREROLL_S = 0.3      # audio kept before the VAD's speech start: onsets are soft and the recogniser needs them
+GO_ON_URGENT_S = 1.5   # the rest of a reply that let another call's answer have the LLM goes before other calls'
+                       # answers once less than this is left to play (its next sentence: ~0.3-0.5 s to write and
+                       # ~0.2 s to synthesise); before that a user waiting in silence is served first (issue 17)
 
 
 @dataclass
@@ -118,7 +121,7 @@ class TalkingConversation(Conversation):
             if not yielded:
                 break
             self.emit(f"{event}.yielded", turn, tokens=len(w.tokens), gen=gen)
-            until = self.voice.needed(AHEAD_S, draft_until)
+            until = self.voice.needed(GO_ON_URGENT_S, draft_until)
         reply = "".join(w.tokens).strip()
         if stopped:
             self.emit(f"{event}.paused", turn, tokens=len(w.tokens), gen=gen)
