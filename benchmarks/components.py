@@ -99,7 +99,7 @@ def bench_llm(repeat):
     for i in range(repeat):  # a new question each time: llama.cpp reuses only the shared system-prompt prefix
         msgs = [{"role": "system", "content": cfg.system_prompt}, {"role": "user", "content": questions[i % len(questions)]}]
         t0 = time.perf_counter()
-        stamps = [time.perf_counter() - t0 for _ in llm.stream(msgs)]
+        stamps = [time.perf_counter() - t0 for piece in llm.stream(msgs) if piece]   # not the empty CUT_OFF
         firsts.append(stamps[0])
         if len(stamps) > 1:
             rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))

@@ -63,7 +63,7 @@ sys.path.insert(0, str(ROOT))
 from fullduplex.config import (ASR_SYSTEM_PROMPT, DEFAULT_SYSTEM_PROMPT, PLAIN_SYSTEM_PROMPT,  # noqa: E402
                                LlmConfig)
 from fullduplex.engines.text_pieces import TextPieces  # noqa: E402
-from fullduplex.models.llm import EMBEDDED_GGUF, LlamaCppLlm, _gguf_path  # noqa: E402
+from fullduplex.models.llm import CUT_OFF, EMBEDDED_GGUF, LlamaCppLlm, _gguf_path  # noqa: E402
 
 PROMPTS = {"default": DEFAULT_SYSTEM_PROMPT, "asr": ASR_SYSTEM_PROMPT, "plain": PLAIN_SYSTEM_PROMPT}
 JUDGE_MODEL = "qwen2.5-coder-1.5b"
@@ -169,10 +169,13 @@ def reply(llm: LlamaCppLlm, system: str, user: str) -> dict:
     the first piece may end at a clause, a repeated sentence stops the reply, a reply cut off by the
     token limit does not end on half a sentence), timed as the engine would see it."""
     cutter = TextPieces(first_clause=True)  # the duplex engine's cutter
-    pieces, n, t_first, t_clause = [], 0, None, None
+    pieces, n, t_first, t_clause, cut_off = [], 0, None, None, False
     t0 = time.perf_counter()
     stream = llm.stream([{"role": "system", "content": system}, {"role": "user", "content": user}])
     for text in stream:
+        if text is CUT_OFF:
+            cut_off = True
+            continue
         now = time.perf_counter()
         n += 1
         t_first = t_first if t_first is not None else now
@@ -184,7 +187,6 @@ def reply(llm: LlamaCppLlm, system: str, user: str) -> dict:
             stream.close()
             break
     t_end = time.perf_counter()
-    cut_off = n >= llm.cfg.max_tokens
     pieces += cutter.flush(cut_off)
     t_clause = t_clause if t_clause is not None else t_end  # the whole reply was one piece: spoken at the end
     return {"reply": " ".join(pieces), "pieces": pieces, "tokens": n,

@@ -13,6 +13,7 @@ import pytest
 from fullduplex.config import Config, DuplexConfig
 from fullduplex.engines import make_agent
 from fullduplex.engines.floor_policy import claims_the_floor, is_backchannel, same_request, text_rule
+from fullduplex.models.llm import CUT_OFF
 from fullduplex.testing import InstantStt, ScriptedLlm, ScriptedStack, ToneTts, run_scripted
 from fullduplex.turn.floor import FloorRule
 
@@ -35,6 +36,18 @@ def test_a_looping_reply_stops_at_its_first_repeated_sentence():
     (done,) = kinds(ev, "llm.done")
     assert done.data["tokens"] <= 10, "stopped at the repeat (seen one word late), not left to write 48 words"
     assert agent.history[-1] == {"role": "assistant", "content": "I'm so sorry. I'm not sure."}
+
+
+def test_a_reply_cut_off_by_its_token_limit_ends_on_its_last_whole_sentence():
+    class CutOff(ScriptedLlm):
+        def stream(self, messages, cancel=None, said=""):
+            yield from super().stream(messages, cancel, said)
+            yield CUT_OFF
+    stack = ScriptedStack(spans=[(0.5, 2.0)], llm=CutOff("Boil it for nine minutes. Then put it in cold water and"))
+    stack.stt.text = "How do I boil an egg?"
+    agent, ev, out = drive(stack, 8.0)
+    assert [e.data["text"] for e in kinds(ev, "playback.piece")] == ["Boil it for nine minutes."]
+    assert agent.history[-1] == {"role": "assistant", "content": "Boil it for nine minutes."}
 
 
 def test_answers_right_after_a_complete_question():
@@ -347,6 +360,22 @@ from fullduplex.runtime.runner import run_agent  # noqa: E402
 from .conftest import read_clip  # noqa: E402
 
 
+LONG_REPLY = ("In eighteen thirteen the roads were poor and most goods went by water. Canals were being dug "
+              "across the country, and towns grew up along them. A barge could carry far more than a cart. "
+              "Merchants soon found that the cost of moving grain fell by half. Within twenty years the "
+              "railways would take much of that trade away.")
+
+
+class RealModelsSaying:
+    """The session's real models, with the LLM replaced by a fixed reply (a test about overlaps, not words)."""
+
+    def __init__(self, models, reply: str) -> None:
+        self._models, self.llm = models, ScriptedLlm(reply, continues=True)
+
+    def __getattr__(self, name):
+        return getattr(self._models, name)
+
+
 def run_real(models, audio):
     return run_agent(make_agent("duplex", models, Config()), audio).events
 
@@ -377,7 +406,7 @@ def test_real_interruption_stops_fast_and_is_answered(models):
     """The user asks, the agent answers at length; 1.5 s into the answer the user cuts in (LibriSpeech)."""
     question = read_clip("ljspeech-LJ002-0020.wav")
     cut_in = read_clip("librispeech-2412-153948-0000.wav")[: int(4.0 * 16000)]
-    agent = make_agent("duplex", models, Config().with_(llm={"system_prompt": "Answer in four long sentences."}))
+    agent = make_agent("duplex", RealModelsSaying(models, LONG_REPLY), Config())   # talking at the cut-in, whatever the LLM
     gap = np.zeros(int(2.5 * 16000), np.float32)
     audio = np.concatenate([question, gap, cut_in, np.zeros(6 * 16000, np.float32)])
     ev = run_agent(agent, audio).events
@@ -398,7 +427,9 @@ def test_real_backchannel_and_background_speech_do_not_stop_it(models):
     question = read_clip("ljspeech-LJ002-0020.wav")
     uh_huh = np.concatenate(list(models.tts.synthesize("Uh-huh.")))
     tv = background_mix(question, read_clip("librispeech-2412-153948-0000.wav")[int(0.48 * 16000):int(3.0 * 16000)], 15.0)
-    agent = make_agent("duplex", models, Config().with_(llm={"system_prompt": "Answer in four long sentences."}))
+    # the real models, but a fixed long reply: what the embedded LLM writes varies with what its shared cache
+    # held before (a reply that stopped early left the agent silent at the "uh-huh": one failure in a full run)
+    agent = make_agent("duplex", RealModelsSaying(models, LONG_REPLY), Config())
     gap = lambda s: np.zeros(int(s * 16000), np.float32)   # noqa: E731
     audio = np.concatenate([question, gap(4.0), 0.5 * uh_huh, gap(1.0), tv, gap(4.0)])
     tv_onset, tv_end = (len(audio) - len(tv)) / 16000 - 4.0, len(audio) / 16000 - 4.0

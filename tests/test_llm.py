@@ -12,7 +12,7 @@ import pytest
 
 from fullduplex.config import DEFAULT_SYSTEM_PROMPT, LlmConfig
 from fullduplex.errors import EndpointUnreachable
-from fullduplex.models.llm import OpenAiLlm, load_llm, reply_rules
+from fullduplex.models.llm import CUT_OFF, OpenAiLlm, load_llm, reply_rules
 
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": "What color is the sky on a clear day?"}]
@@ -72,6 +72,18 @@ def test_our_chat_prompt_is_llama_cpps_and_a_stopped_reply_goes_on_from_its_word
     n = len(first) + 30                          # its own words, then ~6 more as the unstopped reply has them
     assert (first + rest)[:n] == ours[:n], (first, rest, ours)
     assert len(llm._llama.tokenize((first + rest).encode(), add_bos=False)) <= llm.cfg.max_tokens + 2
+
+
+def test_a_reply_stopped_by_its_token_limit_says_so(models, monkeypatch):
+    """The last item of a reply cut off by ``max_tokens`` is ``CUT_OFF`` (an empty string: joining is
+    unchanged), so that the agent does not say a sentence it has only begun; a reply the model ended has none."""
+    llm = models.llm
+    monkeypatch.setattr(llm, "cfg", replace(llm.cfg, max_tokens=12, min_tokens=0))
+    cut = list(llm.stream(MESSAGES))
+    assert cut[-1] is CUT_OFF and all(p is not CUT_OFF for p in cut[:-1]) and "".join(cut) == "".join(cut[:-1])
+    monkeypatch.setattr(llm, "cfg", replace(llm.cfg, max_tokens=200))
+    whole = list(llm.stream([{"role": "user", "content": "Say only: yes."}]))
+    assert whole and all(p is not CUT_OFF for p in whole), whole
 
 
 def history(topic: str, turns: int = 3) -> list[dict]:

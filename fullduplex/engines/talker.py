@@ -12,6 +12,7 @@ import threading
 from contextlib import closing
 from dataclasses import dataclass, replace
 
+from ..models.llm import CUT_OFF
 from ..models.priority import speculative
 from ..models.vad import SpeechSegmenter
 from .base import Agent, Conversation
@@ -94,7 +95,7 @@ class TalkingConversation(Conversation):
         # hands to the voice (``llm.contended``), and goes on from its words when its own audio runs low
         # (``Voice.needed``): one user's third sentence does not keep another user's first words waiting.
         can_yield = self.streaming and getattr(llm, "can_continue", False)
-        stopped, until = False, draft_until
+        stopped, until, cut_off = False, draft_until, False
         while True:
             yielded = False
             # ``said`` only when going on from a stopped reply: LLMs that cannot continue take no such argument
@@ -102,6 +103,9 @@ class TalkingConversation(Conversation):
                 llm.stream(self.messages(user_text), cancel)
             with speculative(until), closing(stream):
                 for token in stream:
+                    if token is CUT_OFF:     # its token limit stopped it: a sentence begun after a whole one is not said
+                        cut_off = True
+                        continue
                     if not w.tokens:
                         self.emit(f"{event}.first_token", turn)
                     w.tokens.append(token)
@@ -129,7 +133,6 @@ class TalkingConversation(Conversation):
         self.emit(f"{event}.done", turn, text=reply, tokens=len(w.tokens), gen=gen)
         if cancel.is_set():
             return ThinkDone(turn, gen, user_text, reply, w.pieces)
-        cut_off = len(w.tokens) >= self.cfg.llm.max_tokens
         w.texts += w.cutter.flush(cut_off) if self.streaming else ([reply] if reply else [])
         say_ready()
         return ThinkDone(turn, gen, user_text, reply, w.pieces, tuple(w.texts[w.said:]))

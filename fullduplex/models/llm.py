@@ -29,6 +29,15 @@ from .priority import SharedModelLock
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
 
+class _CutOff(str):
+    """The type of ``CUT_OFF``."""
+
+
+# The last item of a reply stopped by its token limit (not ended by the model): an empty string, so that
+# joining a stream's pieces is unchanged, and told apart by identity (``piece is CUT_OFF``).
+CUT_OFF = _CutOff("")
+
+
 class LanguageModel:
     name = "llm"
     can_continue = False    # stream(..., said=...) goes on from a reply it was stopped in
@@ -36,9 +45,9 @@ class LanguageModel:
     contended = False       # another conversation's answer waits for the model (a reply may stop and go on later)
 
     def stream(self, messages: list[Message], cancel: threading.Event | None = None, said: str = "") -> Iterator[str]:
-        """The reply to ``messages``, piece by piece. ``said``: the start of the reply, written earlier by
-        this model and stopped (a draft held at its first clause); the model goes on from it (only where
-        ``can_continue``), yielding what follows."""
+        """The reply to ``messages``, piece by piece, then ``CUT_OFF`` if the token limit stopped it.
+        ``said``: the start of the reply, written earlier by this model and stopped (a draft held at its
+        first clause); the model goes on from it (only where ``can_continue``), yielding what follows."""
         raise NotImplementedError
 
     def check(self) -> None:
@@ -262,6 +271,8 @@ class LlamaCppLlm(LanguageModel):
                 piece = text(chunk)
                 if piece:
                     yield piece
+                if chunk["choices"][0].get("finish_reason") == "length":
+                    yield CUT_OFF
         finally:
             chunks.close()
 
@@ -385,6 +396,8 @@ class OpenAiLlm(LanguageModel):
                 piece = (choices[0].get("delta") or {}).get("content")
                 if piece:
                     yield piece
+                if choices[0].get("finish_reason") == "length":
+                    yield CUT_OFF
 
 
 def load_llm(cfg: LlmConfig) -> LanguageModel:
