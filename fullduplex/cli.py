@@ -41,8 +41,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                         f"(default {d.llm.requantize or 'shipped'})")
     g.add_argument("--max-tokens", type=int, default=d.llm.max_tokens, help=f"longest reply in tokens (default {d.llm.max_tokens})")
     g.add_argument("--repeat-penalty", type=float, default=d.llm.repeat_penalty, metavar="X",
-                   help="embedded LLM: how much less likely a token of the last 64 is written again, so a small model "
-                        f"neither loops nor parrots the user (default {d.llm.repeat_penalty}; 1.0: off)")
+                   help="embedded LLM: how much less likely a token among the reply's last 64 is written again, so a "
+                        f"small model does not loop (default {d.llm.repeat_penalty}; 1.0: off)")
     g.add_argument("--tts", choices=["piper", "espeak"], default=d.tts.backend,
                    help=f"text-to-speech: Piper en_US-joe-medium or espeak-ng (default {d.tts.backend})")
     g.add_argument("--silence-ms", type=int, default=d.turn.silence_ms,

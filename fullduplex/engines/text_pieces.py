@@ -99,15 +99,13 @@ class TextPieces:
     def _keep(self, piece: str) -> bool:
         """Count ``piece`` out, unless it is a whole sentence this reply has said (then it is looping)."""
         self._open.append(piece)
-        if not _ENDS_SENTENCE.search(piece):
-            self._pieces_out += 1
-            return True
-        key, whole = _key(" ".join(self._open)), len(self._open) == 1
-        self._open = []
-        if whole and key in self._sentences:
-            self.looping = True
-            return False
-        self._sentences.add(key)
+        if _ENDS_SENTENCE.search(piece):
+            key, whole = _key(" ".join(self._open)), len(self._open) == 1
+            self._open = []
+            if whole and key in self._sentences:
+                self.looping = True
+                return False
+            self._sentences.add(key)
         self._pieces_out += 1
         return True
 

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 _always: Callable[[], bool] = lambda: True   # noqa: E731
-TURNS_KEPT = 2000     # turns at a model kept for its wait and hold statistics
 _URGENT: contextvars.ContextVar[Callable[[], bool]] = contextvars.ContextVar("fullduplex_urgent", default=_always)
+TURNS_KEPT = 2000     # turns at a model kept for its wait and hold statistics
 
 
 @contextmanager
