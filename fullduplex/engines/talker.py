@@ -21,9 +21,11 @@ from .voice import Voice
 from .workers import Worker
 
 PREROLL_S = 0.3      # audio kept before the VAD's speech start: onsets are soft and the recogniser needs them
-GO_ON_URGENT_S = 1.5   # the rest of a reply that let another call's answer have the LLM goes before other calls'
-                       # answers once less than this is left to play (its next sentence: ~0.3-0.5 s to write and
-                       # ~0.2 s to synthesise); before that a user waiting in silence is served first (issue 17)
+GO_ON_URGENT_S = 2.5   # the rest of a reply that let another call's answer have the LLM goes before other calls'
+                       # answers once less than this is left to play; before that a user waiting in silence is
+                       # served first. 1.5 s (its next sentence: ~0.3-0.5 s to write, ~0.2 s to synthesise) was
+                       # not better at 12 calls: 9 alternating pairs, answers 1.77 vs 1.94 s (better in 5 of 9),
+                       # held 5 of 14 attempts vs 6 of 12 (benchmarks/results/server_load_two_turn.txt; issue 17)
 
 
 @dataclass
