@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from fullduplex.engines.voice import Voice
+from fullduplex.engines.voice import AHEAD_S, Voice
 from fullduplex.models.priority import SharedModelLock, speculative
 
 
@@ -73,15 +73,14 @@ def test_the_lock_counts_who_waited_how_long_and_who_held_it():
 
 def test_the_rest_of_a_reply_with_audio_to_play_waits_behind_a_users_first_words():
     """A reply that let another call in goes on before other calls' answers only once less than
-    ``GO_ON_URGENT_S`` of its audio is left (issue 17: at 12 calls, 80 % of what the LLM wrote while an
+    ``AHEAD_S`` of its audio is left (issue 17: at 12 calls, 80 % of what the LLM wrote while an
     answer waited was the rest of replies already playing)."""
-    from fullduplex.engines.talker import GO_ON_URGENT_S
     voice = Voice("a", None, lambda *a, **k: None, 30.0)
-    voice._left_s = GO_ON_URGENT_S + 1.0     # a sentence still playing
-    assert contend([("rest-of-a", voice.needed(GO_ON_URGENT_S)), ("answer-b", None)], SharedModelLock()) == \
+    voice._left_s = AHEAD_S + 1.0     # a sentence still playing
+    assert contend([("rest-of-a", voice.needed(AHEAD_S)), ("answer-b", None)], SharedModelLock()) == \
         ["answer-b", "rest-of-a"]
-    voice._left_s = GO_ON_URGENT_S - 0.5     # about to fall silent: first come, first served
-    assert contend([("rest-of-a", voice.needed(GO_ON_URGENT_S)), ("answer-b", None)], SharedModelLock()) == \
+    voice._left_s = AHEAD_S - 0.5     # about to fall silent: first come, first served
+    assert contend([("rest-of-a", voice.needed(AHEAD_S)), ("answer-b", None)], SharedModelLock()) == \
         ["rest-of-a", "answer-b"]
 
 
@@ -149,7 +148,6 @@ def test_a_replys_later_pieces_are_synthesised_just_in_time_and_never_after_a_ba
     """A 3 s piece playing: the next one waits as text until less than ``AHEAD_S`` is left (played without
     a gap: it is in before the first ends); a new generation drops what was still text, unsynthesised."""
     from fullduplex.audio.frames import SAMPLE_RATE
-    from fullduplex.engines.voice import AHEAD_S
     from fullduplex.testing.fakes import ToneTts
     from fullduplex.testing.harness import wait_idle
 

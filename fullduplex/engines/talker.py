@@ -17,15 +17,10 @@ from ..models.priority import speculative
 from ..models.vad import SpeechSegmenter
 from .base import Agent, Conversation
 from .text_pieces import TextPieces
-from .voice import Voice
+from .voice import AHEAD_S, Voice
 from .workers import Worker
 
 PREROLL_S = 0.3      # audio kept before the VAD's speech start: onsets are soft and the recogniser needs them
-GO_ON_URGENT_S = 2.5   # the rest of a reply that let another call's answer have the LLM goes before other calls'
-                       # answers once less than this is left to play; before that a user waiting in silence is
-                       # served first. 1.5 s (its next sentence: ~0.3-0.5 s to write, ~0.2 s to synthesise) was
-                       # not better at 12 calls: 9 alternating pairs, answers 1.77 vs 1.94 s (better in 5 of 9),
-                       # held 5 of 14 attempts vs 6 of 12 (benchmarks/results/server_load_two_turn.txt; issue 17)
 
 
 @dataclass
@@ -127,7 +122,10 @@ class TalkingConversation(Conversation):
             if not yielded:
                 break
             self.emit(f"{event}.yielded", turn, tokens=len(w.tokens), gen=gen)
-            until = self.voice.needed(GO_ON_URGENT_S, draft_until)
+            # Urgent again below AHEAD_S of audio left. Waiting longer behind other users' first words (below
+            # 1.5 s) was not better at 12 calls: 9 alternating pairs, answers 1.77 vs 1.94 s (better in 5 of 9),
+            # held 5 of 14 attempts vs 6 of 12 (benchmarks/results/server_load_two_turn.txt; issue 17).
+            until = self.voice.needed(AHEAD_S, draft_until)
         reply = "".join(w.tokens).strip()
         if stopped:
             self.emit(f"{event}.paused", turn, tokens=len(w.tokens), gen=gen)

@@ -86,7 +86,7 @@ class Voice:
     def needed(self, within_s: float, draft_until: Callable[[], bool] | None = None) -> Callable[[], bool]:
         """When more of this reply becomes urgent at a shared model (``speculative(until)``): less than
         ``within_s`` left to play (and, in a draft, its floor taken). A later piece at the TTS: ``URGENT_S``;
-        the rest of a reply that let another conversation have the LLM: ``talker.GO_ON_URGENT_S``."""
+        the rest of a reply that let another conversation have the LLM: ``AHEAD_S``."""
         return lambda: self._left_s < within_s and (draft_until is None or draft_until())
 
     def _release(self) -> None:

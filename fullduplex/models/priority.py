@@ -44,14 +44,14 @@ class SharedModelLock:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._holder: tuple[int, str, float] | None = None   # (thread id, name, since): who has the model; None: free
+        # who has the model (None: free): thread id, name, since, urgent when it took it, seconds it waited
+        self._holder: tuple[int, str, float, bool, float] | None = None
         self._chosen: tuple[int, Callable[[], bool]] | None = None   # the waiter the free model goes to
         self._waiting: list[tuple[int, Callable[[], bool]]] = []
         self._arrivals = itertools.count()
         self.overtaken = 0     # hand-overs where an urgent request went before an earlier speculative one
         # the latest turns at the model: (urgent when taken, seconds waited, seconds held), for state()
         self._turns: deque[tuple[bool, float, float]] = deque(maxlen=TURNS_KEPT)
-        self._taken: tuple[bool, float] = (False, 0.0)   # the holder's: urgent when taken, seconds it waited
 
     def __enter__(self) -> "SharedModelLock":
         me = (next(self._arrivals), _URGENT.get())
@@ -76,14 +76,14 @@ class SharedModelLock:
             self._chosen = None
             thread = threading.current_thread()
             now = time.monotonic()
-            self._holder = (thread.ident, thread.name, now)
-            self._taken = (bool(me[1]()), now - asked)
+            self._holder = (thread.ident, thread.name, now, bool(me[1]()), now - asked)
         return self
 
     def __exit__(self, *exc) -> None:
         with self._cond:
             if self._holder is not None:
-                self._turns.append((*self._taken, time.monotonic() - self._holder[2]))
+                _, _, since, urgent, waited = self._holder
+                self._turns.append((urgent, waited, time.monotonic() - since))
             self._holder = None
             self._cond.notify_all()
 
@@ -110,7 +110,7 @@ class SharedModelLock:
             holder, waiting = self._holder, len(self._waiting)
         if holder is None:
             return {"held": False, "waiting": waiting, "turns": self.turns()}
-        ident, name, since = holder
+        ident, name, since, _, _ = holder
         frame = sys._current_frames().get(ident)
         now = traceback.format_stack(frame, limit=1)[0].strip().splitlines()[0] if frame is not None else "ended"
         return {"held": True, "waiting": waiting, "holder": name, "held_s": round(time.monotonic() - since, 2),
