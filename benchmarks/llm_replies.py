@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/llm_replies.py [--models smollm2,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b]
         [--prompts default,asr,plain] [--turns benchmarks/data/llm_turns.json] [--limit N]
         [--repeat-penalty X] [--out benchmarks/results/llm_replies.json]
+    .venv/bin/python benchmarks/llm_replies.py --replies EARLIER.json [--brief] [--labels FILE]   # judge again
 
 Each model answers every user turn of benchmarks/data/llm_turns.json (dev-scenario transcripts and
 everyday requests; see benchmarks/llm_turns.py) once per system prompt, as the agent calls it: through
@@ -126,6 +127,12 @@ def longest_shared_run(a: list[str], b: list[str]) -> int:
 
 def complete(spoken: str) -> bool:
     return len(words(spoken)) >= MIN_WORDS and bool(_END.search(spoken.strip()))
+
+
+def first_sentence(pieces: list[str]) -> list[str]:
+    """The pieces up to the first that ends a sentence (all of them where none does)."""
+    end = next((i for i, p in enumerate(pieces) if _END.search(p.strip())), len(pieces) - 1)
+    return pieces[:end + 1]
 
 
 def echo(user: str, spoken: str) -> bool:
@@ -301,7 +308,9 @@ def agreement(rows: list[dict], labels_file: Path) -> dict:
     """The judge against the hand-given verdicts of labels_file, on the pairs this run judged."""
     labels = {(x["user"], x["reply"]): x["on_topic"] for x in json.loads(labels_file.read_text())["labels"]}
     judged = {(r["user"], r["reply"]): r for r in rows if (r["user"], r["reply"]) in labels}
-    out = {"n": len(judged), "hand_yes": sum(labels[k] for k in judged)}
+    out = {"n": len(judged), "hand_yes": sum(labels[k] for k in judged),
+           # acceptable with the hand's verdict for (c): the number to trust where every reply is labelled
+           "hand_acceptable": sum(r["complete"] and not r["echo"] and labels[k] for k, r in judged.items())}
     for field in ("on_topic", "on_topic_strict"):
         out[field] = {"agree": sum(r[field] == labels[k] for k, r in judged.items()),
                       "judge_yes": sum(r[field] for r in judged.values()),
@@ -319,9 +328,13 @@ def main() -> int:
     ap.add_argument("--replies", type=Path, default=None,
                     help="judge the replies of an earlier --out again (no generation; keeps its timings)")
     ap.add_argument("--labels", type=Path, default=ROOT / "benchmarks" / "data" / "llm_judge_labels.json",
-                    help="hand-given on-topic verdicts to check the judge against")
+                    help="hand-given on-topic verdicts to check the judge against (llm_judge_labels_heldout.json: "
+                         "every held-out reply of the default setting, whole and --brief)")
     ap.add_argument("--repeat-penalty", type=float, default=None,
                     help=f"llama.cpp's repeat penalty (default: the agent's, {LlmConfig().repeat_penalty}; 1.0: off)")
+    ap.add_argument("--brief", action="store_true",
+                    help="with --replies: judge each reply as far as its first whole sentence (what a reply says when "
+                         "it ends there because other calls' answers wait for the model: brief_when_contended)")
     ap.add_argument("--no-judge", action="store_true", help="generate and time only (criterion c counts as passed)")
     args = ap.parse_args()
     models, prompts = args.models.split(","), args.prompts.split(",")
@@ -337,6 +350,12 @@ def main() -> int:
         earlier = json.loads(args.replies.read_text())
         rows = [r for r in earlier["replies"] if r["model"] in models and r["prompt"] in prompts]
         memory = {key.split("|")[0]: s["rss_mb"] for key, s in earlier["summary"].items()}
+        if args.brief:
+            for r in rows:
+                r["pieces"] = first_sentence(r["pieces"])
+                r["reply"] = " ".join(r["pieces"])
+    elif args.brief:
+        ap.error("--brief judges the replies of an earlier run: give --replies FILE")
     else:
         turns = json.loads(args.turns.read_text())["turns"]
         turns = turns[:args.limit] if args.limit else turns
@@ -351,7 +370,8 @@ def main() -> int:
             check = agreement(rows, args.labels)
             print(f"judge vs hand labels ({check['n']} pairs, {check['hand_yes']} yes by hand): first word agrees on "
                   f"{check['on_topic']['agree']} (says yes {check['on_topic']['judge_yes']}), strict on "
-                  f"{check['on_topic_strict']['agree']} (says yes {check['on_topic_strict']['judge_yes']})")
+                  f"{check['on_topic_strict']['agree']} (says yes {check['on_topic_strict']['judge_yes']}); acceptable "
+                  f"with the hand's verdicts {check['hand_acceptable']} of {check['n']} labelled")
     summary = {}
     for model in models:
         for prompt in prompts:

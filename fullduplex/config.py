@@ -66,6 +66,11 @@ class LlmConfig:
     repeat_penalty: float = 1.2    # llama.cpp: a token among the reply's last 64 made less likely, so the small model does
                                    # not loop ("No, no, no, no, ..."); 1.0: off. Acceptable replies 61 -> 64 % on the dev
                                    # turns, 40 -> 54 % on held-out ones (benchmarks/llm_replies.py; issue 15)
+    brief_when_contended: bool = True   # a reply that has said a whole sentence ends there when another call's answer
+                                   # waits for the shared embedded LLM (a loaded server; never with one call): the rest
+                                   # of replies was 80 % of what answers waited behind. 12 calls over 15 s, 9 alternating
+                                   # pairs: answers 1.10 vs 2.13 s (engine median; 9 of 9), ~1 reply in 5 one sentence
+                                   # long (issue 17). False: it lets the answer in and goes on when its audio runs low
     threads: int = 1               # llama.cpp with more threads stalls 10-45 s beside the ONNX models on 2 cores (measured here)
     context_tokens: int = 2048
     requantize: str = "q8_0"       # the embedded SmolLM2 (shipped as Q4_1) rewritten once into the cache as Q8_0: the same

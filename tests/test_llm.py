@@ -190,15 +190,18 @@ def test_openai_backend_streams_from_a_server():
         server.shutdown()
 
 
-def test_a_reply_being_spoken_lets_another_calls_answer_in_at_its_next_piece(models):
-    """Issue 17: one context, two calls. A's reply is being written when B's user finishes: A stops at the
-    next piece it hands to the voice (``llm.yielded``), B's answer starts, and A goes on from where it
-    stopped (the kept context comes back) to a whole reply."""
+@pytest.mark.parametrize("brief", [False, True], ids=["goes-on", "brief"])
+def test_a_reply_being_spoken_lets_another_calls_answer_in_at_its_next_piece(models, brief):
+    """Issue 17: one context, two calls. A's reply is being written when B's user finishes: at the next
+    piece it hands to the voice A stops. With ``brief_when_contended`` off it lets B in (``llm.yielded``),
+    B's answer starts, and A goes on from where it stopped (the kept context comes back) to a whole reply;
+    on (the default), A's reply ends there, on the whole sentence it has said, and B's answer starts."""
     from fullduplex.audio.clock import RealClock
     from fullduplex.config import Config
     from fullduplex.engines import make_agent
+    from fullduplex.engines.text_pieces import ends_sentence
     from fullduplex.testing import ScriptedStack
-    agent = make_agent("streaming", ScriptedStack([], llm=models.llm), Config())
+    agent = make_agent("streaming", ScriptedStack([], llm=models.llm), Config().with_(llm={"brief_when_contended": brief}))
     clock = RealClock()
     a, b = agent.conversation(clock=clock), agent.conversation(clock=clock)
     done = {}
@@ -217,10 +220,19 @@ def test_a_reply_being_spoken_lets_another_calls_answer_in_at_its_next_piece(mod
         a_events, b_events = a.events.snapshot(), b.events.snapshot()
         a_done = next(e for e in a_events if e.kind == "llm.done")
         b_first = next(e for e in b_events if e.kind == "llm.first_token")
-        assert any(e.kind == "llm.yielded" for e in a_events), "A let B in at a piece boundary"
-        assert b_first.t < a_done.t, "B's answer began before A's reply was written"
-        assert done["a"].pieces >= 2 and len(done["a"].reply.split()) >= 8, done["a"].reply
         assert done["b"].reply, "B answered"
+        if not brief:
+            assert any(e.kind == "llm.yielded" for e in a_events), "A let B in at a piece boundary"
+            assert b_first.t < a_done.t, "B's answer began before A's reply was written"
+            assert done["a"].pieces >= 2 and len(done["a"].reply.split()) >= 8, done["a"].reply
+            return
+        assert a_done.data.get("brief") and not any(e.kind == "llm.yielded" for e in a_events)
+        assert a_done.t <= b_first.t, "A's reply ended for B's answer"
+        deadline = time.monotonic() + 30   # the voice synthesises on its own thread
+        while sum(e.kind == "tts.piece" for e in a.events.snapshot()) < done["a"].pieces and time.monotonic() < deadline:
+            time.sleep(0.01)
+        said = [e.data["text"] for e in a.events.snapshot() if e.kind == "tts.piece"]
+        assert said and ends_sentence(said[-1]) and not done["a"].waiting, said
     finally:
         for c in (a, b):
             c.close()

@@ -16,7 +16,7 @@ from ..models.llm import CUT_OFF
 from ..models.priority import speculative
 from ..models.vad import SpeechSegmenter
 from .base import Agent, Conversation
-from .text_pieces import TextPieces
+from .text_pieces import TextPieces, ends_sentence
 from .voice import AHEAD_S, Voice
 from .workers import Worker
 
@@ -91,8 +91,11 @@ class TalkingConversation(Conversation):
         # A reply being written lets another conversation's waiting answer have the model at each piece it
         # hands to the voice (``llm.contended``), and goes on from its words when its own audio runs low
         # (``Voice.needed``): one user's third sentence does not keep another user's first words waiting.
+        # Where the LLM is the bottleneck (a loaded server), a reply that has said a whole sentence ends there
+        # instead (``brief_when_contended``): the rest of replies was 80 % of what answers waited behind.
         can_yield = self.streaming and getattr(llm, "can_continue", False)
-        stopped, until, cut_off = False, draft_until, False
+        brief = can_yield and self.cfg.llm.brief_when_contended
+        stopped, until, cut_off, briefed = False, draft_until, False, False
         while True:
             yielded = False
             # ``said`` only when going on from a stopped reply: LLMs that cannot continue take no such argument
@@ -117,7 +120,8 @@ class TalkingConversation(Conversation):
                         stopped = True
                         break
                     if can_yield and w.said > said and getattr(llm, "contended", False) and not cancel.is_set():
-                        yielded = True
+                        briefed = brief and ends_sentence(w.texts[w.said - 1])
+                        yielded = not briefed
                         break
             if not yielded:
                 break
@@ -130,10 +134,11 @@ class TalkingConversation(Conversation):
         if stopped:
             self.emit(f"{event}.paused", turn, tokens=len(w.tokens), gen=gen)
             return ThinkDone(turn, gen, user_text, reply, w.pieces, rest=w)
-        self.emit(f"{event}.done", turn, text=reply, tokens=len(w.tokens), gen=gen)
+        self.emit(f"{event}.done", turn, text=reply, tokens=len(w.tokens), gen=gen, **({"brief": True} if briefed else {}))
         if cancel.is_set():
             return ThinkDone(turn, gen, user_text, reply, w.pieces)
-        w.texts += w.cutter.flush(cut_off) if self.streaming else ([reply] if reply else [])
+        if not briefed:   # a brief reply's unfinished next sentence is not said
+            w.texts += w.cutter.flush(cut_off) if self.streaming else ([reply] if reply else [])
         say_ready()
         return ThinkDone(turn, gen, user_text, reply, w.pieces, tuple(w.texts[w.said:]))
 

@@ -134,6 +134,10 @@ class TextPieces:
         return min(cuts) if cuts else None
 
 
+def ends_sentence(piece: str) -> bool:
+    return bool(_ENDS_SENTENCE.search(piece.strip()))
+
+
 def split_pieces(text: str, first_clause: bool = False) -> list[str]:
     """All pieces of a finished text (what streaming would have produced)."""
     seg = TextPieces(first_clause=first_clause)
