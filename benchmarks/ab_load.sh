@@ -25,7 +25,7 @@ while [ "$i" -le "$PAIRS" ]; do
     rm -rf "$OUT/$v-$i"
     (cd "$root" && timeout 900 "$PY" benchmarks/server_load.py --agents duplex --clients "$CLIENTS" --repeat 1 --tail 7 \
       --spread "$SPREAD" --clip "$CLIPS/a.wav,$CLIPS/b.wav,$CLIPS/c.wav" --record "$OUT/$v-$i" 2>&1 \
-      | grep -E "^ +[0-9]+ +[0-9]+/|llm context|tts (urgent|other)") || true
+      | grep -E "^ +[0-9]+ +[0-9]+/|llm context|tts (urgent|other)|event loop") || true
   done
   i=$((i + 1))
 done

@@ -273,6 +273,12 @@ def main() -> int:
             cap = status.get("capacity")
             for line in model_turns(status):
                 print(line, flush=True)
+            if status.get("event_loop", {}).get("watched"):   # a loop that stops for max_output_s drops all calls' audio
+                lag = status["event_loop"]
+                print(f"    event loop late: p50 {lag['p50_ms']} / p99 {lag['p99_ms']} / worst {lag['worst_ms']} ms; "
+                      f"wake-ups late by more than 0.25 / 0.5 / 1 s: {' / '.join(map(str, lag['stalls'].values()))}"
+                      + (f"; the latest (Unix time, s): {lag['latest_stalls'][-5:]}" if lag.get("latest_stalls") else ""),
+                      flush=True)
             if cap:
                 print(f"the server's own estimate after the ramp: {cap['session_cpu_per_s']} CPU-s per s a call "
                       f"(process / accounted {cap.get('process_over_accounted', '-')}) -> derived limit "

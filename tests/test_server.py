@@ -680,3 +680,21 @@ def test_talk_runs_the_agent_on_the_microphone(models, monkeypatch):
     assert any(line.strip().startswith("agent:") for line in lines), lines
     played = np.concatenate(sd.played)
     assert np.abs(played).max() > 0.05, "the agent's answer reached the speakers"
+
+
+def test_the_event_loop_watch_counts_a_loop_that_did_not_run():
+    """Issue 17: every call's audio is written by the one event loop; one that does not run for a second
+    drops every call's frames at once. /api/status's event_loop says how late it ran."""
+    from fullduplex.server.loop_lag import LoopLag
+
+    async def watch() -> dict:
+        lag = LoopLag()
+        task = asyncio.create_task(lag.run())
+        await asyncio.sleep(0.12)
+        time.sleep(0.3)            # the loop held (as by threads that keep the GIL)
+        await asyncio.sleep(0.12)
+        task.cancel()
+        return lag.state()
+    state = asyncio.run(watch())
+    assert state["stalls"] == {"over_0.25_s": 1, "over_0.5_s": 0, "over_1_s": 0}
+    assert 250 <= state["worst_ms"] < 500 and state["p50_ms"] < 50

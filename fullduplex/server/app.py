@@ -86,6 +86,12 @@ def make_app(agent: Agent, scfg: ServerConfig,
             log(f"shutting down: ending {len(conns)} session(s)")
         await asyncio.gather(*(c.shutdown() for c in conns), return_exceptions=True)
 
+    async def watch_loop(_app: web.Application):
+        task = asyncio.create_task(state.loop_lag.run())
+        yield
+        task.cancel()
+
+    app.cleanup_ctx.append(watch_loop)
     app.router.add_get("/api/chat", chat)
     app.router.add_get("/api/status", status)
     app.router.add_get("/", index)

@@ -30,6 +30,7 @@ from ..events import Event
 from . import protocol
 from .capacity import SessionCost
 from .config import ServerConfig
+from .loop_lag import LoopLag
 from .ogg import BadAudio, OggOpusReader
 from .protocol import Close, Kind, ProtocolError
 from ..audio.live_recording import SessionRecording
@@ -53,6 +54,7 @@ class ServerState:
         self.started = time.time()
         self.recent: deque[dict[str, Any]] = deque(maxlen=20)   # the last sessions that ended, for /api/status
         self.cost = SessionCost(scfg)   # what a conversation costs: the derived limit (capacity.py)
+        self.loop_lag = LoopLag()       # how late the event loop runs (started with the app)
 
     @property
     def limit_source(self) -> str:
@@ -102,6 +104,7 @@ class ServerState:
         return {"server": f"fullduplex {__version__}", "agent": self.agent_name, "max_sessions": self.max_sessions,
                 "active": self.active, "served": self.served, "refused_busy": self.refused, "failed": self.failed,
                 "uptime_s": round(time.time() - self.started, 1), "capacity": self.capacity(),
+                "event_loop": self.loop_lag.state(),
                 "shared_models": self.agent.models.sharing() if hasattr(self.agent.models, "sharing") else {},
                 "sessions": [c.session.info() for c in list(self.connections) if c.session is not None],
                 "recent": list(self.recent)}

@@ -1,0 +1,46 @@
+"""How late the server's event loop runs: a task that asks to wake every ``PERIOD_S`` and records how much
+later it woke (issue 17).
+
+Every call's WebSocket reads and writes, and the Opus decoding of what its client sends, run on this one
+loop. A session drops agent audio that has waited more than ``ServerConfig.max_output_s`` to be sent, so a
+loop that does not run for that long (the GIL held by frame and model threads on a full box) drops frames
+of every call at once — a loaded server's "not held" runs. ``state()`` is in ``/api/status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+PERIOD_S = 0.05
+KEPT = 12_000          # the latest ten minutes of wake-ups
+STALL_S = (0.25, 0.5, 1.0)
+
+
+class LoopLag:
+    def __init__(self) -> None:
+        self._lags: deque[float] = deque(maxlen=KEPT)
+        self.worst_s = 0.0
+        self.stalls = {s: 0 for s in STALL_S}   # wake-ups later than each bound, over the server's life
+        self.latest: deque[tuple[float, float]] = deque(maxlen=20)   # (Unix time, lag) of the latest past the first bound
+
+    async def run(self) -> None:
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(PERIOD_S)
+            lag = max(0.0, time.monotonic() - asked - PERIOD_S)
+            self._lags.append(lag)
+            self.worst_s = max(self.worst_s, lag)
+            for bound in STALL_S:
+                self.stalls[bound] += lag > bound
+            if lag > STALL_S[0]:   # when: to set beside what else the machine did then
+                self.latest.append((round(time.time(), 2), round(lag, 3)))
+
+    def state(self) -> dict:
+        lags = sorted(self._lags)
+        if not lags:       # not watched (a Ray replica's loop is Ray's) or not yet
+            return {"watched": False}
+        pick = lambda q: round(1000 * lags[min(len(lags) - 1, int(q * len(lags)))], 1)  # noqa: E731
+        return {"watched": True, "p50_ms": pick(0.5), "p99_ms": pick(0.99), "worst_ms": round(1000 * self.worst_s, 1),
+                "stalls": {f"over_{b:g}_s": n for b, n in self.stalls.items()}, "latest_stalls": list(self.latest)}
