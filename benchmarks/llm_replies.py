@@ -328,8 +328,8 @@ def main() -> int:
     ap.add_argument("--replies", type=Path, default=None,
                     help="judge the replies of an earlier --out again (no generation; keeps its timings)")
     ap.add_argument("--labels", type=Path, default=ROOT / "benchmarks" / "data" / "llm_judge_labels.json",
-                    help="hand-given on-topic verdicts to check the judge against (llm_judge_labels_heldout.json: "
-                         "every held-out reply of the default setting, whole and --brief)")
+                    help="hand-given on-topic verdicts to check the judge against (llm_hand_labels_rp12.json: every "
+                         "reply of the default setting to the dev and held-out turns, whole and --brief)")
     ap.add_argument("--repeat-penalty", type=float, default=None,
                     help=f"llama.cpp's repeat penalty (default: the agent's, {LlmConfig().repeat_penalty}; 1.0: off)")
     ap.add_argument("--brief", action="store_true",

@@ -203,6 +203,7 @@ def test_conversation_over_opus(models):
     assert status["active"] == 0 and status["served"] == 1
     shared = status["shared_models"]
     assert shared["tts"]["pieces_synthesised"] >= 1 and {"contexts_kept", "answers_before_drafts"} <= set(shared["llm"])
+    assert status["event_loop"]["watched"] and status["event_loop"]["worst_ms"] >= 0, "the server watches its loop"
 
 
 @pytest.mark.slow
