@@ -65,7 +65,8 @@ class LlmConfig:
     temperature: float = 0.3
     repeat_penalty: float = 1.2    # llama.cpp: a token among the reply's last 64 made less likely, so the small model does
                                    # not loop ("No, no, no, no, ..."); 1.0: off. Acceptable replies 61 -> 64 % on the dev
-                                   # turns, 40 -> 54 % on held-out ones (benchmarks/llm_replies.py; issue 15)
+                                   # turns, 40 -> 54 % on held-out ones by the judge's first word, which is 3x too kind:
+                                   # by hand 19 % and 20 % at 1.2 (benchmarks/llm_replies.py; issue 15)
     brief_when_contended: bool = True   # a reply that has said a whole sentence ends there when another call's answer
                                    # waits for the shared embedded LLM (a loaded server; never with one call): the rest
                                    # of replies was 80 % of what answers waited behind. 12 calls over 15 s, 9 alternating
