@@ -63,7 +63,7 @@ sys.path.insert(0, str(ROOT))
 
 from fullduplex.config import (ASR_SYSTEM_PROMPT, DEFAULT_SYSTEM_PROMPT, PLAIN_SYSTEM_PROMPT,  # noqa: E402
                                LlmConfig)
-from fullduplex.engines.text_pieces import TextPieces  # noqa: E402
+from fullduplex.engines.text_pieces import TextPieces, ends_sentence  # noqa: E402
 from fullduplex.models.llm import CUT_OFF, EMBEDDED_GGUF, LlamaCppLlm, _gguf_path  # noqa: E402
 
 PROMPTS = {"default": DEFAULT_SYSTEM_PROMPT, "asr": ASR_SYSTEM_PROMPT, "plain": PLAIN_SYSTEM_PROMPT}
@@ -130,8 +130,9 @@ def complete(spoken: str) -> bool:
 
 
 def first_sentence(pieces: list[str]) -> list[str]:
-    """The pieces up to the first that ends a sentence (all of them where none does)."""
-    end = next((i for i, p in enumerate(pieces) if _END.search(p.strip())), len(pieces) - 1)
+    """The pieces up to the first that ends a sentence (all of them where none does), by the rule the agent
+    ends a brief reply on."""
+    end = next((i for i, p in enumerate(pieces) if ends_sentence(p)), len(pieces) - 1)
     return pieces[:end + 1]
 
 
@@ -354,6 +355,7 @@ def main() -> int:
             for r in rows:
                 r["pieces"] = first_sentence(r["pieces"])
                 r["reply"] = " ".join(r["pieces"])
+                r["complete"], r["echo"] = complete(r["reply"]), echo(r["user"], r["reply"])   # also for --no-judge
     elif args.brief:
         ap.error("--brief judges the replies of an earlier run: give --replies FILE")
     else:
@@ -363,7 +365,7 @@ def main() -> int:
     if args.no_judge:
         for r in rows:
             r["on_topic"], r["judge_said"] = True, None
-            r["acceptable"] = r["complete"] and not r["echo"]
+            r["acceptable"] = r["acceptable_strict"] = r["complete"] and not r["echo"]   # not an earlier judge's
     else:
         judge_all(rows, cfg)
         if args.labels.exists():
